@@ -1,0 +1,220 @@
+"""Train the quickstart model on MNIST and leave a self-describing run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tfdock._files import atomic_path, write_json
+from tfdock.data import load_mnist
+from tfdock.errors import TfdockError
+
+DEFAULT_EPOCHS = 5
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_SEED = 42
+DEFAULT_OUTPUT_DIR = Path("runs")
+# Training steps run per call into the TensorFlow graph. Same math (one
+# optimizer step per batch of 32); it only removes the Python round trip per
+# step that dominates this small model's time. Chosen by `make bench`.
+DEFAULT_STEPS_PER_EXECUTION = 100
+# Threads inside one TensorFlow op. This model's ops are tiny (a 32x784 by
+# 784x128 matmul at most): splitting them across threads costs more than it
+# saves, so each op runs on one thread while independent ops run side by side.
+DEFAULT_INTRA_OP_THREADS = 1
+
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.json"
+CURVES_FILE = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
+BACKUP_DIR = "backup"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run."""
+
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    seed: int = DEFAULT_SEED
+    data: str | None = None
+    output_dir: Path = DEFAULT_OUTPUT_DIR
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+    intra_op_threads: int = DEFAULT_INTRA_OP_THREADS
+    """Threads per op; 0 lets TensorFlow use every core."""
+    limit: int | None = None
+    """Train on the first N training images only (quick checks); None means all 60,000."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse settings that cannot train, with the flag to fix."""
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                            ("--steps-per-execution", self.steps_per_execution)):
+            if value < 1:
+                raise TfdockError(f"{flag} must be a whole number of at least 1, not {value}.")
+        if self.limit is not None and self.limit < self.batch_size:
+            raise TfdockError(
+                f"--limit {self.limit} is smaller than one batch ({self.batch_size}); "
+                "raise it or leave it out to use all training images."
+            )
+
+
+@dataclass
+class TrainResult:
+    """Where a run landed and how it did."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def new_run_dir(output_dir: Path) -> Path:
+    """Create a fresh run directory; two runs started at once never share one."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TfdockError(
+            f"cannot create the output folder {output_dir} ({exc.strerror}); "
+            "pass --output-dir to a writable folder."
+        ) from None
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    while True:
+        candidate = output_dir / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train, evaluate and write the run directory; return where it is."""
+    config.validate()
+    dataset = load_mnist(config.data)  # bad data fails here, before TensorFlow loads
+    run_dir = new_run_dir(Path(config.output_dir))
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfdock.model import build_model, compile_model
+    from tfdock.verify import environment_receipt
+
+    tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    keras.utils.set_random_seed(config.seed)
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if config.limit is not None:
+        x_train, y_train = x_train[: config.limit], y_train[: config.limit]
+    # Scale once, in float32, the dtype the model computes in.
+    x_train = (x_train.astype(np.float32) / 255.0)
+    x_test = (dataset.x_test.astype(np.float32) / 255.0)
+    train_ds = _training_dataset(tf, x_train, y_train.astype(np.int32), config)
+
+    config_record = {**asdict(config), "output_dir": str(config.output_dir),
+                     "data_source": dataset.source, "train_samples": len(x_train)}
+    write_json(run_dir / CONFIG_FILE, config_record)
+
+    model = compile_model(build_model(), config.steps_per_execution)
+    epoch_seconds: list[float] = []
+    callbacks = [
+        _epoch_timer(epoch_seconds),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR)),
+    ]
+    verbose = 1 if sys.stdout.isatty() else 2
+    print(f"tfdock: training on {len(x_train)} images from {dataset.source}, "
+          f"{config.epochs} epochs of batch {config.batch_size}; run directory {run_dir}",
+          flush=True)
+    started = time.perf_counter()
+    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    fit_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=256, verbose=0)
+
+    with atomic_path(run_dir / MODEL_FILE) as tmp:
+        model.save(_keras_name(tmp))
+        os.replace(_keras_name(tmp), tmp)
+
+    epochs = [
+        {"epoch": i + 1, "loss": float(history.history["loss"][i]),
+         "accuracy": float(history.history["accuracy"][i]), "seconds": epoch_seconds[i]}
+        for i in range(len(history.history["loss"]))
+    ]
+    samples = len(x_train) * config.epochs
+    metrics = {
+        "test": {"loss": float(test_loss), "accuracy": float(test_accuracy)},
+        "epochs": epochs,
+        "fit_seconds": fit_seconds,
+        "samples_per_second": samples / fit_seconds,
+        "config": config_record,
+        "environment": environment_receipt(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(run_dir / METRICS_FILE, metrics)
+    _plot_curves(epochs, float(test_accuracy), run_dir / CURVES_FILE)
+    print(f"tfdock: test accuracy {test_accuracy:.4f}, test loss {test_loss:.4f}, "
+          f"fit {fit_seconds:.1f} s ({samples / fit_seconds:,.0f} samples/s); "
+          f"artifacts in {run_dir}", flush=True)
+    return TrainResult(run_dir, metrics)
+
+
+def _training_dataset(tf: Any, x: Any, y: Any, config: TrainConfig) -> Any:
+    """Batch the arrays, reshuffled each epoch, with the next batches prepared ahead."""
+    count = len(x)
+    images, labels = tf.constant(x), tf.constant(y)
+    return (
+        tf.data.Dataset.range(count)
+        .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+        .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)),
+             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _keras_name(path: Path) -> Path:
+    return path.with_name(path.name + ".keras")
+
+
+def _epoch_timer(seconds: list[float]) -> Any:
+    """Return a Keras callback that appends each epoch's wall time to ``seconds``."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            seconds.append(time.perf_counter() - self.started)
+
+    return EpochTimer()
+
+
+def _plot_curves(epochs: list[dict[str, Any]], test_accuracy: float, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numbers = [e["epoch"] for e in epochs]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    loss_axis.plot(numbers, [e["loss"] for e in epochs], marker="o")
+    loss_axis.set(title="training loss", xlabel="epoch")
+    accuracy_axis.plot(numbers, [e["accuracy"] for e in epochs], marker="o", label="train")
+    accuracy_axis.axhline(test_accuracy, color="gray", linestyle="--",
+                          label=f"test {test_accuracy:.4f}")
+    accuracy_axis.set(title="accuracy", xlabel="epoch")
+    accuracy_axis.legend()
+    figure.tight_layout()
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """Return a finished run's metrics.json."""
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text())

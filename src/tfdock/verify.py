@@ -1,0 +1,200 @@
+"""Prove that this environment is the one the lock describes, and that TensorFlow trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tfdock._files import sha256_of
+from tfdock.errors import TfdockError
+from tfdock.lock import DEFAULT_LOCK, LOCK_ENV, environment_drift, installed_distributions, read_lock
+
+SMOKE_SAMPLES = 512
+SMOKE_EPOCHS = 3
+
+
+@dataclass
+class Check:
+    """One line of the verify table."""
+
+    name: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def default_lock_path() -> Path:
+    """Return the lock this environment was made from: $TFDOCK_LOCK or ./requirements.txt."""
+    return Path(os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
+
+
+def check_python(lock_python: str | None) -> Check:
+    """Check that the running Python is the one the lock was compiled for."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if lock_python is None:
+        return Check("python", False, f"running {running}; the lock does not say its Python "
+                     "(regenerate it with `make lock`)")
+    if running != lock_python:
+        return Check("python", False, f"running {running} ({sys.executable}), the lock is for "
+                     f"{lock_python}: recreate the environment with Python {lock_python}")
+    return Check("python", True, f"{platform.python_version()} ({sys.executable})")
+
+
+def check_packages(lock_path: Path) -> Check:
+    """Check that installed distributions equal the lock's pins, name and version."""
+    lock = read_lock(lock_path)
+    drift = environment_drift(lock, installed_distributions())
+    if drift.clean:
+        return Check("packages", True, f"{len(lock.pins)} distributions match {lock_path}")
+    lines = drift.lines()
+    return Check("packages", False, "; ".join(lines) + " -- run `make setup` to re-sync")
+
+
+def check_tensorflow() -> tuple[Check, dict[str, Any]]:
+    """Import TensorFlow and report its versions, devices and CUDA build."""
+    started = time.perf_counter()
+    try:
+        import keras
+        import tensorflow as tf
+    except Exception as exc:  # any import failure is the finding itself
+        return Check("import tensorflow", False, f"{type(exc).__name__}: {exc}"), {}
+    info = tensorflow_info(tf, keras)
+    devices = ", ".join(info["devices"]) or "none"
+    detail = f"tensorflow {tf.__version__}, keras {keras.__version__}; devices: {devices}"
+    if info["cuda_build"]:
+        detail += f"; built for CUDA {info['cuda_build']}, cuDNN {info['cudnn_build']}"
+    return Check("import tensorflow", True, detail, time.perf_counter() - started), info
+
+
+def tensorflow_info(tf: Any, keras: Any) -> dict[str, Any]:
+    """Return TensorFlow's versions, visible devices and CUDA/cuDNN build numbers."""
+    build = dict(tf.sysconfig.get_build_info())
+    gpus = tf.config.list_physical_devices("GPU")
+    gpu_names = []
+    for gpu in gpus:
+        details = tf.config.experimental.get_device_details(gpu)
+        gpu_names.append(f"{gpu.name} ({details.get('device_name', 'GPU')})")
+    cpus = [d.name for d in tf.config.list_physical_devices("CPU")]
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "devices": cpus + gpu_names,
+        "gpus": gpu_names,
+        "cuda_build": build.get("cuda_version"),
+        "cudnn_build": build.get("cudnn_version"),
+    }
+
+
+def check_gpu(info: dict[str, Any], require_gpu: bool) -> Check:
+    """Report the GPUs TensorFlow sees; fail only when one is required and none is visible."""
+    if info.get("gpus"):
+        return Check("gpu", True, ", ".join(info["gpus"]))
+    if require_gpu:
+        return Check("gpu", False, "no GPU is visible to TensorFlow: on the host check "
+                     "`nvidia-smi`, and in a container run it with the GPU passed "
+                     "(`--gpus all`, or `--device nvidia.com/gpu=all` with podman)")
+    return Check("gpu", True, "none visible: CPU only")
+
+
+def check_smoke_fit() -> Check:
+    """Fit the kit's model on a little synthetic data and check that the loss goes down."""
+    import keras
+    import numpy as np
+
+    from tfdock.model import build_model, compile_model
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, SMOKE_SAMPLES)
+    # Each class gets its own bright pixel, so there is something to learn.
+    images = rng.random((SMOKE_SAMPLES, 28, 28), dtype=np.float32) * 0.1
+    images[np.arange(SMOKE_SAMPLES), labels, labels] = 1.0
+    model = compile_model(build_model())
+    history = model.fit(images, labels, epochs=SMOKE_EPOCHS, batch_size=32, verbose=0)
+    losses = history.history["loss"]
+    ok = losses[-1] < losses[0]
+    detail = f"{SMOKE_EPOCHS} epochs on {SMOKE_SAMPLES} synthetic images, loss " + " -> ".join(
+        f"{loss:.3f}" for loss in losses)
+    if not ok:
+        detail += ": the loss did not go down"
+    return Check("smoke fit", ok, detail, time.perf_counter() - started)
+
+
+def run_checks(lock_path: Path, require_gpu: bool = False) -> tuple[list[Check], dict[str, Any]]:
+    """Run every check in order; a failed import skips the checks that need TensorFlow."""
+    lock = read_lock(lock_path)
+    checks = [check_python(lock.python), check_packages(lock_path)]
+    tf_check, info = check_tensorflow()
+    checks.append(tf_check)
+    if tf_check.ok:
+        checks.append(check_gpu(info, require_gpu))
+        checks.append(check_smoke_fit())
+    return checks, info
+
+
+def render_table(checks: list[Check]) -> str:
+    """Format the checks as an aligned PASS/FAIL table."""
+    width = max(len(c.name) for c in checks)
+    rows = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in checks]
+    passed = sum(c.ok for c in checks)
+    rows.append(f"{passed}/{len(checks)} checks passed")
+    return "\n".join(rows)
+
+
+def verify(lock_path: Path | None = None, require_gpu: bool = False, as_json: bool = False) -> int:
+    """Run the checks, print the table (or JSON) and return the exit code."""
+    lock_path = lock_path or default_lock_path()
+    if not lock_path.is_file():
+        raise TfdockError(
+            f"the lock {lock_path} does not exist; run from the repository root "
+            f"or pass --lock (or set {LOCK_ENV}) to the requirements.txt this environment was made from."
+        )
+    started = time.perf_counter()
+    checks, info = run_checks(lock_path, require_gpu)
+    ok = all(c.ok for c in checks)
+    if as_json:
+        print(json.dumps({"ok": ok, "lock": str(lock_path), "seconds": time.perf_counter() - started,
+                          "checks": [asdict(c) for c in checks], "tensorflow": info}, indent=2))
+    else:
+        print(render_table(checks))
+    return 0 if ok else 1
+
+
+def environment_receipt(lock_path: Path | None = None) -> dict[str, Any]:
+    """Describe the environment a result came from: versions, devices, lock hash, git commit."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    lock_path = lock_path or default_lock_path()
+    info = tensorflow_info(tf, keras)
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "tensorflow": info["tensorflow"],
+        "keras": info["keras"],
+        "numpy": np.__version__,
+        "devices": info["devices"],
+        "cuda_build": info["cuda_build"],
+        "cudnn_build": info["cudnn_build"],
+        "lock": str(lock_path) if lock_path.is_file() else None,
+        "lock_sha256": sha256_of(lock_path) if lock_path.is_file() else None,
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None

@@ -1,0 +1,35 @@
+"""Shared fixtures: the repository root and the offline MNIST used by tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Tests (never the kit itself) find the offline MNIST here, or in $TFDOCK_TEST_DATA.
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root, where the Makefile and the lock live."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """A folder holding the four official MNIST .gz files, or skip saying where it was sought."""
+    path = Path(os.environ.get("TFDOCK_TEST_DATA") or SHARED_MNIST)
+    if not (path / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"offline MNIST not found at {path}; set TFDOCK_TEST_DATA to the folder "
+                    "holding the four official .gz files")
+    return path
+
+
+@pytest.fixture
+def tfdock_cmd() -> list[str]:
+    """The command that runs this environment's tfdock CLI."""
+    return [sys.executable, "-m", "tfdock"]
