@@ -10,6 +10,7 @@ VENV ?= .venv## where the virtual environment lives
 EPOCHS ?= 5## epochs for `make train`
 BATCH_SIZE ?= 32## batch size for `make train`
 SEED ?= 42## random seed for `make train`
+RUNS ?= runs## where `make train` puts each run's folder
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
 
@@ -41,7 +42,7 @@ lock-check: $(STAMP) ## fail when requirements.txt no longer matches requirement
 	@$(BIN)/tfdock lock-check requirements.in requirements.txt
 
 train: $(STAMP) ## train the MNIST model; artifacts land in runs/
-	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED)
+	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
 
 verify: $(STAMP) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify

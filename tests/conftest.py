@@ -24,8 +24,10 @@ def mnist_dir() -> Path:
     """A folder holding the four official MNIST .gz files, or skip saying where it was sought."""
     path = Path(os.environ.get("TFDOCK_TEST_DATA") or SHARED_MNIST)
     if not (path / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"offline MNIST not found at {path}; set TFDOCK_TEST_DATA to the folder "
-                    "holding the four official .gz files")
+        pytest.skip(
+            f"offline MNIST not found at {path}; set TFDOCK_TEST_DATA to the folder "
+            "holding the four official .gz files"
+        )
     return path
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tfdock import __version__
+from tfdock._native_logs import quiet_native_logs
 from tfdock.errors import TfdockError
 
 
@@ -33,50 +34,98 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(
-        prog="tfdock", description="A reproducible TensorFlow environment kit.")
+        prog="tfdock", description="A reproducible TensorFlow environment kit."
+    )
     parser.add_argument("--version", action="version", version=f"tfdock {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train the quickstart MNIST model",
-                                description="Train the TensorFlow quickstart model on MNIST.")
-    train.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
-                       help="passes over the training set (default %(default)s)")
-    train.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
-                       help="images per optimizer step (default %(default)s)")
-    train.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                       help="random seed for weights, dropout and shuffling (default %(default)s)")
-    train.add_argument("--data", default=None, metavar="PATH",
-                       help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
-                            "(default: $TFDOCK_DATA, else download and cache)")
-    train.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, metavar="DIR",
-                       help="where each run gets its own new folder (default %(default)s)")
-    train.add_argument("--steps-per-execution", type=_positive_int,
-                       default=DEFAULT_STEPS_PER_EXECUTION, metavar="N",
-                       help="optimizer steps per call into the graph; the math is unchanged "
-                            "(default %(default)s)")
-    train.add_argument("--intra-op-threads", type=int, default=DEFAULT_INTRA_OP_THREADS,
-                       metavar="N", help="threads inside one op; 0 = all cores "
-                                         "(default %(default)s, fastest for this small model)")
-    train.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                       help="train on the first N images only, for quick checks")
+    train = commands.add_parser(
+        "train",
+        help="train the quickstart MNIST model",
+        description="Train the TensorFlow quickstart model on MNIST.",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=DEFAULT_EPOCHS,
+        help="passes over the training set (default %(default)s)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help="images per optimizer step (default %(default)s)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="random seed for weights, dropout and shuffling (default %(default)s)",
+    )
+    train.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
+        "(default: $TFDOCK_DATA, else download and cache)",
+    )
+    train.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        metavar="DIR",
+        help="where each run gets its own new folder (default %(default)s)",
+    )
+    train.add_argument(
+        "--steps-per-execution",
+        type=_positive_int,
+        default=DEFAULT_STEPS_PER_EXECUTION,
+        metavar="N",
+        help="optimizer steps per call into the graph; the math is unchanged (default %(default)s)",
+    )
+    train.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=DEFAULT_INTRA_OP_THREADS,
+        metavar="N",
+        help="threads inside one op; 0 = all cores "
+        "(default %(default)s, fastest for this small model)",
+    )
+    train.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N images only, for quick checks",
+    )
 
     verify = commands.add_parser(
-        "verify", help="prove the environment matches the lock and TensorFlow trains",
+        "verify",
+        help="prove the environment matches the lock and TensorFlow trains",
         description="Check Python, the installed packages against the lock, TensorFlow and "
-                    "its devices, and a smoke fit. Exit 0 only when all pass.")
-    verify.add_argument("--lock", type=Path, default=None,
-                        help="the lock this environment was made from "
-                             "(default: $TFDOCK_LOCK, else ./requirements.txt)")
+        "its devices, and a smoke fit. Exit 0 only when all pass.",
+    )
+    verify.add_argument(
+        "--lock",
+        type=Path,
+        default=None,
+        help="the lock this environment was made from "
+        "(default: $TFDOCK_LOCK, else ./requirements.txt)",
+    )
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
-    verify.add_argument("--require-gpu", action="store_true",
-                        help="fail when TensorFlow sees no GPU")
+    verify.add_argument(
+        "--require-gpu", action="store_true", help="fail when TensorFlow sees no GPU"
+    )
 
     lock_check = commands.add_parser(
-        "lock-check", help="check that requirements.txt still matches requirements.in",
+        "lock-check",
+        help="check that requirements.txt still matches requirements.in",
         description="Offline check that every requirement in the .in file is pinned in the lock "
-                    "within its range, and that the lock pins nothing the .in no longer names.")
-    lock_check.add_argument("requirements_in", type=Path, nargs="?",
-                            default=Path("requirements.in"))
+        "within its range, and that the lock pins nothing the .in no longer names.",
+    )
+    lock_check.add_argument(
+        "requirements_in", type=Path, nargs="?", default=Path("requirements.in")
+    )
     lock_check.add_argument("lock", type=Path, nargs="?", default=Path("requirements.txt"))
     return parser
 
@@ -87,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        with quiet_native_logs():
+            return _dispatch(args)
     except TfdockError as exc:
         print(f"tfdock: error: {exc}", file=sys.stderr)
         return 2
@@ -100,10 +150,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from tfdock.train import TrainConfig, train
 
-        train(TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                          data=args.data, output_dir=args.output_dir,
-                          steps_per_execution=args.steps_per_execution,
-                          intra_op_threads=args.intra_op_threads, limit=args.limit))
+        train(
+            TrainConfig(
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                data=args.data,
+                output_dir=args.output_dir,
+                steps_per_execution=args.steps_per_execution,
+                intra_op_threads=args.intra_op_threads,
+                limit=args.limit,
+            )
+        )
         return 0
     if args.command == "verify":
         from tfdock.verify import verify
@@ -123,8 +181,11 @@ def _lock_check(requirements_in: Path, lock_path: Path) -> int:
     if problems:
         for problem in problems:
             print(f"{lock_path}: {problem}", file=sys.stderr)
-        print(f"tfdock: error: {lock_path} no longer matches {requirements_in}; "
-              "run `make lock` to recompile it (never edit it by hand).", file=sys.stderr)
+        print(
+            f"tfdock: error: {lock_path} no longer matches {requirements_in}; "
+            "run `make lock` to recompile it (never edit it by hand).",
+            file=sys.stderr,
+        )
         return 1
     print(f"{lock_path} matches {requirements_in}")
     return 0

@@ -29,14 +29,22 @@ KERAS_MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 # The four official IDX files and their published sha256 checksums.
 IDX_FILES = {
-    "x_train": ("train-images-idx3-ubyte.gz",
-                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "y_train": ("train-labels-idx1-ubyte.gz",
-                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "x_test": ("t10k-images-idx3-ubyte.gz",
-               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "y_test": ("t10k-labels-idx1-ubyte.gz",
-               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    "x_train": (
+        "train-images-idx3-ubyte.gz",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    ),
+    "y_train": (
+        "train-labels-idx1-ubyte.gz",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    ),
+    "x_test": (
+        "t10k-images-idx3-ubyte.gz",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    ),
+    "y_test": (
+        "t10k-labels-idx1-ubyte.gz",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ),
 }
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
@@ -68,8 +76,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "tfdock"
 
 
-def load_mnist(data: str | os.PathLike[str] | None = None,
-               cache_dir: Path | None = None) -> Mnist:
+def load_mnist(data: str | os.PathLike[str] | None = None, cache_dir: Path | None = None) -> Mnist:
     """Load MNIST from ``data`` (npz file or IDX folder), ``$TFDOCK_DATA``, or the download cache."""
     if data is None or str(data) == "":
         data = os.environ.get(DATA_ENV) or None
@@ -142,12 +149,16 @@ def read_idx(file: Path) -> np.ndarray:
             f"{file} cannot be decompressed ({_reason(exc)}); replace it with the official file."
         ) from None
     if len(raw) < 8:
-        raise TfdockError(f"{file} is too short to be an IDX file; replace it with the official file.")
+        raise TfdockError(
+            f"{file} is too short to be an IDX file; replace it with the official file."
+        )
     magic, count = struct.unpack(">II", raw[:8])
     if magic == IDX_IMAGES_MAGIC:
         header = 16
         if len(raw) < header:
-            raise TfdockError(f"{file} has a truncated IDX header; replace it with the official file.")
+            raise TfdockError(
+                f"{file} has a truncated IDX header; replace it with the official file."
+            )
         rows, cols = struct.unpack(">II", raw[8:16])
         shape: tuple[int, ...] = (count, rows, cols)
     elif magic == IDX_LABELS_MAGIC:

@@ -78,7 +78,7 @@ def read_requirements_in(path: Path) -> dict[str, str]:
             continue
         match = _REQUIREMENT_NAME.match(line)
         if match:
-            names[normalize(match.group(1))] = line[match.end():].strip()
+            names[normalize(match.group(1))] = line[match.end() :].strip()
     return names
 
 
@@ -142,13 +142,15 @@ class EnvironmentDrift:
         return out
 
 
-def environment_drift(lock: Lock, installed: dict[str, str],
-                      ignore: frozenset[str] = frozenset({PROJECT_NAME})) -> EnvironmentDrift:
+def environment_drift(
+    lock: Lock, installed: dict[str, str], ignore: frozenset[str] = frozenset({PROJECT_NAME})
+) -> EnvironmentDrift:
     """Compare installed distributions with the lock's pins, name and version."""
     missing = {n: v for n, v in lock.pins.items() if n not in installed}
     extra = {n: v for n, v in installed.items() if n not in lock.pins and n not in ignore}
     different = {
-        n: (v, installed[n]) for n, v in lock.pins.items()
+        n: (v, installed[n])
+        for n, v in lock.pins.items()
         if n in installed and _canonical_version(installed[n]) != _canonical_version(v)
     }
     return EnvironmentDrift(missing, extra, different)

@@ -55,8 +55,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse settings that cannot train, with the flag to fix."""
-        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
-                            ("--steps-per-execution", self.steps_per_execution)):
+        for flag, value in (
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--steps-per-execution", self.steps_per_execution),
+        ):
             if value < 1:
                 raise TfdockError(f"{flag} must be a whole number of at least 1, not {value}.")
         if self.limit is not None and self.limit < self.batch_size:
@@ -112,12 +115,16 @@ def train(config: TrainConfig) -> TrainResult:
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
     # Scale once, in float32, the dtype the model computes in.
-    x_train = (x_train.astype(np.float32) / 255.0)
-    x_test = (dataset.x_test.astype(np.float32) / 255.0)
+    x_train = x_train.astype(np.float32) / 255.0
+    x_test = dataset.x_test.astype(np.float32) / 255.0
     train_ds = _training_dataset(tf, x_train, y_train.astype(np.int32), config)
 
-    config_record = {**asdict(config), "output_dir": str(config.output_dir),
-                     "data_source": dataset.source, "train_samples": len(x_train)}
+    config_record = {
+        **asdict(config),
+        "output_dir": str(config.output_dir),
+        "data_source": dataset.source,
+        "train_samples": len(x_train),
+    }
     write_json(run_dir / CONFIG_FILE, config_record)
 
     model = compile_model(build_model(), config.steps_per_execution)
@@ -127,9 +134,11 @@ def train(config: TrainConfig) -> TrainResult:
         keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR)),
     ]
     verbose = 1 if sys.stdout.isatty() else 2
-    print(f"tfdock: training on {len(x_train)} images from {dataset.source}, "
-          f"{config.epochs} epochs of batch {config.batch_size}; run directory {run_dir}",
-          flush=True)
+    print(
+        f"tfdock: training on {len(x_train)} images from {dataset.source}, "
+        f"{config.epochs} epochs of batch {config.batch_size}; run directory {run_dir}",
+        flush=True,
+    )
     started = time.perf_counter()
     history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
     fit_seconds = time.perf_counter() - started
@@ -140,8 +149,12 @@ def train(config: TrainConfig) -> TrainResult:
         os.replace(_keras_name(tmp), tmp)
 
     epochs = [
-        {"epoch": i + 1, "loss": float(history.history["loss"][i]),
-         "accuracy": float(history.history["accuracy"][i]), "seconds": epoch_seconds[i]}
+        {
+            "epoch": i + 1,
+            "loss": float(history.history["loss"][i]),
+            "accuracy": float(history.history["accuracy"][i]),
+            "seconds": epoch_seconds[i],
+        }
         for i in range(len(history.history["loss"]))
     ]
     samples = len(x_train) * config.epochs
@@ -156,9 +169,12 @@ def train(config: TrainConfig) -> TrainResult:
     }
     write_json(run_dir / METRICS_FILE, metrics)
     _plot_curves(epochs, float(test_accuracy), run_dir / CURVES_FILE)
-    print(f"tfdock: test accuracy {test_accuracy:.4f}, test loss {test_loss:.4f}, "
-          f"fit {fit_seconds:.1f} s ({samples / fit_seconds:,.0f} samples/s); "
-          f"artifacts in {run_dir}", flush=True)
+    print(
+        f"tfdock: test accuracy {test_accuracy:.4f}, test loss {test_loss:.4f}, "
+        f"fit {fit_seconds:.1f} s ({samples / fit_seconds:,.0f} samples/s); "
+        f"artifacts in {run_dir}",
+        flush=True,
+    )
     return TrainResult(run_dir, metrics)
 
 
@@ -170,8 +186,11 @@ def _training_dataset(tf: Any, x: Any, y: Any, config: TrainConfig) -> Any:
         tf.data.Dataset.range(count)
         .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
-        .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)),
-             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(
+            lambda index: (tf.gather(images, index), tf.gather(labels, index)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -205,8 +224,9 @@ def _plot_curves(epochs: list[dict[str, Any]], test_accuracy: float, target: Pat
     loss_axis.plot(numbers, [e["loss"] for e in epochs], marker="o")
     loss_axis.set(title="training loss", xlabel="epoch")
     accuracy_axis.plot(numbers, [e["accuracy"] for e in epochs], marker="o", label="train")
-    accuracy_axis.axhline(test_accuracy, color="gray", linestyle="--",
-                          label=f"test {test_accuracy:.4f}")
+    accuracy_axis.axhline(
+        test_accuracy, color="gray", linestyle="--", label=f"test {test_accuracy:.4f}"
+    )
     accuracy_axis.set(title="accuracy", xlabel="epoch")
     accuracy_axis.legend()
     figure.tight_layout()

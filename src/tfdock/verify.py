@@ -14,7 +14,13 @@ from typing import Any
 
 from tfdock._files import sha256_of
 from tfdock.errors import TfdockError
-from tfdock.lock import DEFAULT_LOCK, LOCK_ENV, environment_drift, installed_distributions, read_lock
+from tfdock.lock import (
+    DEFAULT_LOCK,
+    LOCK_ENV,
+    environment_drift,
+    installed_distributions,
+    read_lock,
+)
 
 SMOKE_SAMPLES = 512
 SMOKE_EPOCHS = 3
@@ -39,11 +45,18 @@ def check_python(lock_python: str | None) -> Check:
     """Check that the running Python is the one the lock was compiled for."""
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if lock_python is None:
-        return Check("python", False, f"running {running}; the lock does not say its Python "
-                     "(regenerate it with `make lock`)")
+        return Check(
+            "python",
+            False,
+            f"running {running}; the lock does not say its Python (regenerate it with `make lock`)",
+        )
     if running != lock_python:
-        return Check("python", False, f"running {running} ({sys.executable}), the lock is for "
-                     f"{lock_python}: recreate the environment with Python {lock_python}")
+        return Check(
+            "python",
+            False,
+            f"running {running} ({sys.executable}), the lock is for "
+            f"{lock_python}: recreate the environment with Python {lock_python}",
+        )
     return Check("python", True, f"{platform.python_version()} ({sys.executable})")
 
 
@@ -97,9 +110,13 @@ def check_gpu(info: dict[str, Any], require_gpu: bool) -> Check:
     if info.get("gpus"):
         return Check("gpu", True, ", ".join(info["gpus"]))
     if require_gpu:
-        return Check("gpu", False, "no GPU is visible to TensorFlow: on the host check "
-                     "`nvidia-smi`, and in a container run it with the GPU passed "
-                     "(`--gpus all`, or `--device nvidia.com/gpu=all` with podman)")
+        return Check(
+            "gpu",
+            False,
+            "no GPU is visible to TensorFlow: on the host check "
+            "`nvidia-smi`, and in a container run it with the GPU passed "
+            "(`--gpus all`, or `--device nvidia.com/gpu=all` with podman)",
+        )
     return Check("gpu", True, "none visible: CPU only")
 
 
@@ -122,7 +139,8 @@ def check_smoke_fit() -> Check:
     losses = history.history["loss"]
     ok = losses[-1] < losses[0]
     detail = f"{SMOKE_EPOCHS} epochs on {SMOKE_SAMPLES} synthetic images, loss " + " -> ".join(
-        f"{loss:.3f}" for loss in losses)
+        f"{loss:.3f}" for loss in losses
+    )
     if not ok:
         detail += ": the loss did not go down"
     return Check("smoke fit", ok, detail, time.perf_counter() - started)
@@ -161,8 +179,18 @@ def verify(lock_path: Path | None = None, require_gpu: bool = False, as_json: bo
     checks, info = run_checks(lock_path, require_gpu)
     ok = all(c.ok for c in checks)
     if as_json:
-        print(json.dumps({"ok": ok, "lock": str(lock_path), "seconds": time.perf_counter() - started,
-                          "checks": [asdict(c) for c in checks], "tensorflow": info}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "lock": str(lock_path),
+                    "seconds": time.perf_counter() - started,
+                    "checks": [asdict(c) for c in checks],
+                    "tensorflow": info,
+                },
+                indent=2,
+            )
+        )
     else:
         print(render_table(checks))
     return 0 if ok else 1
@@ -193,8 +221,9 @@ def environment_receipt(lock_path: Path | None = None) -> dict[str, Any]:
 
 def _git_commit() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=False)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None

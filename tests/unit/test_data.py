@@ -71,8 +71,13 @@ def test_data_argument_beats_environment(good_npz, monkeypatch, tmp_path):
         (lambda a: a.update(x_test=a["x_test"].astype(np.float32)), "expected uint8"),
         (lambda a: a["y_train"].__setitem__(5, 11), "labels are 0 to 9"),
     ],
-    ids=["missing-array", "wrong-shape", "wrong-label-dtype", "wrong-image-dtype",
-         "label-out-of-range"],
+    ids=[
+        "missing-array",
+        "wrong-shape",
+        "wrong-label-dtype",
+        "wrong-image-dtype",
+        "label-out-of-range",
+    ],
 )
 def test_bad_npz_content_is_named(tmp_path, change, message):
     """Each kind of wrong content gives a sentence naming the file and what was expected."""
@@ -97,14 +102,14 @@ def test_truncated_npz_is_reported_and_kept(good_npz, tmp_path):
 
 def test_missing_path_says_how_to_fix(tmp_path):
     """A path that does not exist names the path and the offline options."""
-    with pytest.raises(TfdockError, match="not found at .*--data PATH"):
+    with pytest.raises(TfdockError, match=r"not found at .*--data PATH"):
         load_mnist(tmp_path / "absent.npz")
 
 
 def test_idx_folder_missing_files_are_listed(tmp_path):
     """A folder without the four IDX files lists the missing ones."""
     (tmp_path / IDX_FILES["x_train"][0]).write_bytes(b"x")
-    with pytest.raises(TfdockError, match="lacks train-labels-idx1-ubyte.gz, t10k-images"):
+    with pytest.raises(TfdockError, match=r"lacks train-labels-idx1-ubyte.gz, t10k-images"):
         load_idx_folder(tmp_path)
 
 
@@ -123,8 +128,18 @@ def test_idx_folder_loads_the_official_files(mnist_dir):
     """The official files load with the published per-digit counts."""
     mnist = load_idx_folder(mnist_dir)
     assert mnist.x_train.shape == (60_000, 28, 28)
-    assert np.bincount(mnist.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
-                                                   974, 1009]
+    assert np.bincount(mnist.y_test).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -156,7 +171,7 @@ class _Server:
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, directory=str(folder), **kwargs)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests += 1
                 super().do_GET()
 
@@ -214,7 +229,7 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, good
     try:
         monkeypatch.setattr(data, "KERAS_MNIST_URL", server.url)
         cache = tmp_path / "cache"
-        with pytest.raises(TfdockError, match="has sha256 .* expected 731c5ac6"):
+        with pytest.raises(TfdockError, match=r"has sha256 .* expected 731c5ac6"):
             load_mnist(cache_dir=cache)
         assert list(cache.iterdir()) == []
     finally:

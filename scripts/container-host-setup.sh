@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Prepare a Debian host with no Docker daemon and no registry to build the kit's
+# images with Podman: install the engine, configure it for this kernel, and make
+# a local debian:bookworm-slim with debootstrap. Idempotent; needs root.
+# Used by .ci/run; see ../shared/CONTAINERS.md for why each step is needed.
+set -euo pipefail
+
+base_image=${BASE_IMAGE:-docker.io/library/debian:bookworm-slim}
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "container-host-setup: run as root (it installs packages and writes /etc/containers)." >&2
+  exit 1
+fi
+
+need=()
+for tool in podman buildah runc debootstrap; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if ((${#need[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs iptables ca-certificates >/dev/null
+fi
+
+mkdir -p /etc/containers
+if [[ ! -f /etc/containers/storage.conf ]] || ! grep -q 'driver = "vfs"' /etc/containers/storage.conf; then
+  cat >/etc/containers/storage.conf <<'CONF'
+[storage]
+driver = "vfs"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+CONF
+fi
+if [[ ! -f /etc/containers/containers.conf ]] || ! grep -q 'runtime = "runc"' /etc/containers/containers.conf; then
+  cat >/etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+[engine]
+runtime = "runc"
+CONF
+fi
+
+if ! podman image exists "$base_image"; then
+  rootfs=$(mktemp -d)
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+  tar -C "$rootfs" -c . | podman import --quiet - "$base_image" >/dev/null
+fi
+echo "container-host-setup: podman $(podman version --format '{{.Client.Version}}') ready, base image $base_image present."

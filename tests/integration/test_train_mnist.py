@@ -1,0 +1,40 @@
+"""`make train` on the real MNIST reaches the quickstart's accuracy and leaves its artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+
+@pytest.mark.slow
+def test_make_train_reaches_97_percent_and_writes_artifacts(repo_root, mnist_dir, tmp_path):
+    """Five epochs on the 60,000 images give >= 97% test accuracy and a complete run folder."""
+    env = {**os.environ, "TFDOCK_DATA": str(mnist_dir)}
+    result = subprocess.run(
+        ["make", "-C", str(repo_root), "train", f"RUNS={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(re.findall(r"^Epoch \d/5$", result.stdout, re.MULTILINE)) == 5
+    (run_dir,) = tmp_path.iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.97
+    assert len(metrics["epochs"]) == 5
+    assert metrics["epochs"][-1]["loss"] < metrics["epochs"][0]["loss"]
+    receipt = metrics["environment"]
+    assert receipt["tensorflow"].startswith("2.21") and receipt["python"].startswith("3.11")
+    assert len(receipt["lock_sha256"]) == 64
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    import keras
+
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.count_params() == 101_770
+    assert not list(run_dir.glob(".*.tmp")), "no temporary files are left behind"

@@ -1,0 +1,112 @@
+"""The venv made by `make setup` is the lock, `make verify` proves it, and drift is caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+VENV_PYTHON = Path(sys.prefix) / "bin" / "python"
+
+
+def _make(repo_root, *args, env_extra=None, timeout=600):
+    return subprocess.run(
+        ["make", "-C", str(repo_root), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env_extra,
+    )
+
+
+def test_second_setup_is_a_noop(repo_root):
+    """A second `make setup` does nothing and returns in under a second."""
+    _make(repo_root, "setup")
+    started = time.perf_counter()
+    result = _make(repo_root, "setup")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0
+    assert "Nothing to be done for 'setup'" in result.stdout
+    assert elapsed < 1.0, f"no-op make setup took {elapsed:.2f} s"
+
+
+def test_make_verify_passes_and_reports_cpu(repo_root):
+    """`make verify` passes every check in the venv and reports the devices."""
+    result = _make(repo_root, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5/5 checks passed" in result.stdout
+    assert "tensorflow 2.21" in result.stdout
+    assert "cuInit" not in result.stderr and "I0000" not in result.stderr
+
+
+def test_verify_json_and_require_gpu(repo_root, tfdock_cmd):
+    """--json gives machine-readable checks; --require-gpu fails without a GPU."""
+    result = subprocess.run(
+        [*tfdock_cmd, "verify", "--json", "--require-gpu"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(result.stdout)
+    gpu = next(c for c in report["checks"] if c["name"] == "gpu")
+    if report["tensorflow"]["gpus"]:
+        pytest.skip("a GPU is visible here; the no-GPU failure cannot be shown")
+    assert result.returncode == 1 and report["ok"] is False
+    assert gpu["ok"] is False and gpu["detail"].startswith("no GPU is visible to TensorFlow")
+    assert all(c["ok"] for c in report["checks"] if c["name"] != "gpu")
+
+
+def _build_probe_package(folder: Path) -> Path:
+    (folder / "tfdock_drift_probe").mkdir(parents=True)
+    (folder / "tfdock_drift_probe" / "__init__.py").write_text("")
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tfdock-drift-probe"\nversion = "1.0"\n'
+    )
+    return folder
+
+
+@pytest.mark.network
+def test_verify_names_added_removed_and_changed_packages(repo_root, tmp_path):
+    """In a throwaway copy of the venv, an added, a removed and a changed package are each named."""
+    copy = tmp_path / "venv"
+    # Hard links: a copy of 2.5 GB in seconds; pip replaces files, never edits them in place.
+    subprocess.run(["cp", "-al", str(Path(sys.prefix)), str(copy)], check=True)
+    pip = [str(copy / "bin" / "python"), "-m", "pip", "--quiet"]
+    probe = _build_probe_package(tmp_path / "probe")
+    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(probe)], check=True)
+    subprocess.run([*pip, "uninstall", "--yes", "send2trash"], check=True)
+    changed = subprocess.run(
+        [*pip, "install", "--no-deps", "six==1.16.0"], capture_output=True, text=True
+    )
+    if changed.returncode != 0:
+        pytest.skip(f"cannot reach the package index to install six==1.16.0: {changed.stderr}")
+    result = subprocess.run(
+        [str(copy / "bin" / "python"), "-m", "tfdock", "verify"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    packages = next(line for line in result.stdout.splitlines() if "packages" in line)
+    assert packages.startswith("FAIL")
+    assert "missing: send2trash==" in packages
+    assert "extra: tfdock-drift-probe==1.0 (not in the lock)" in packages
+    assert "different: six is 1.16.0, the lock pins 1.17.0" in packages
+    # The real venv is untouched.
+    assert shutil.which("python", path=str(VENV_PYTHON.parent))
+    clean = subprocess.run(
+        [str(VENV_PYTHON), "-m", "tfdock", "verify", "--json"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(clean.stdout)["ok"] is True

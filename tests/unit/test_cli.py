@@ -1,0 +1,91 @@
+"""The CLI: instant help, and user errors as one sentence with no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tfdock.cli import main
+
+
+def _run(*args, env=None, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tfdock", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_help_is_instant_and_does_not_import_tensorflow():
+    """`tfdock --help` answers without loading TensorFlow."""
+    started = time.perf_counter()
+    result = _run("--help")
+    assert result.returncode == 0
+    assert "train" in result.stdout and "verify" in result.stdout
+    code = "import sys, tfdock.cli; tfdock.cli.build_parser(); print('tensorflow' in sys.modules)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False"
+    assert time.perf_counter() - started < 30
+
+
+def test_missing_data_is_one_sentence(tmp_path):
+    """Training with a data path that does not exist exits 2 with one line and no traceback."""
+    result = _run("train", "--data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"tfdock: error: MNIST data not found at {tmp_path / 'nope'}: pass --data PATH (or set "
+        "TFDOCK_DATA) to a local mnist.npz or to a folder holding the four official MNIST .gz "
+        "files, or leave both unset to download it."
+    ]
+    assert not (tmp_path / "runs").exists(), "nothing is written when the data is bad"
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--batch-size", "--steps-per-execution"])
+def test_non_positive_numbers_are_refused(flag, capsys):
+    """Zero or negative counts are refused by argparse with the flag named."""
+    with pytest.raises(SystemExit) as caught:
+        main(["train", flag, "0"])
+    assert caught.value.code == 2
+    assert f"argument {flag}: expected a whole number of at least 1, got 0" in (
+        capsys.readouterr().err
+    )
+
+
+def test_limit_smaller_than_a_batch_is_refused(tmp_path, mnist_dir, capsys):
+    """--limit below one batch is a user error, reported before training starts."""
+    code = main(["train", "--data", str(mnist_dir), "--limit", "10", "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "--limit 10 is smaller than one batch (32)" in capsys.readouterr().err
+
+
+def test_verify_without_lock_is_one_sentence(tmp_path):
+    """`tfdock verify` outside the repository says where the lock is expected."""
+    result = _run("verify", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the lock requirements.txt does not exist" in result.stderr
+
+
+def test_lock_check_passes_on_the_committed_lock(repo_root):
+    """`tfdock lock-check` accepts the committed pair."""
+    result = _run("lock-check", cwd=repo_root)
+    assert result.returncode == 0, result.stderr
+    assert "requirements.txt matches requirements.in" in result.stdout
+
+
+def test_lock_check_fails_on_drift(repo_root, tmp_path):
+    """`tfdock lock-check` exits 1 naming the drift and the fix."""
+    (tmp_path / "requirements.in").write_text(
+        (repo_root / "requirements.in").read_text() + "scikit-learn\n"
+    )
+    (tmp_path / "requirements.txt").write_text((repo_root / "requirements.txt").read_text())
+    result = _run("lock-check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "scikit-learn is in requirements.in but not pinned" in result.stderr
+    assert "run `make lock`" in result.stderr
