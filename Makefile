@@ -5,7 +5,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 MAKEFLAGS += --no-print-directory
 
-PYTHON ?= python3.11## the Python that makes .venv (must match the lock's)
+# Debian bookworm's python3.11 (3.11.2) is the images' Python: the lock is compiled with it
+# so that it installs on every 3.11 patch release from there on.
+DEBIAN_PYTHON := $(wildcard /usr/bin/python3.11)
+PYTHON ?= $(or $(DEBIAN_PYTHON),python3.11)## the Python 3.11 that makes .venv (/usr/bin/python3.11 where it exists)
 VENV ?= .venv## where the virtual environment lives
 EPOCHS ?= 5## epochs for `make train`
 BATCH_SIZE ?= 32## batch size for `make train`
@@ -13,33 +16,43 @@ SEED ?= 42## random seed for `make train`
 RUNS ?= runs## where `make train` puts each run's folder
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
+ENGINE ?= docker## container engine: docker or podman
+IMAGE ?= tfdock## image name; the targets tag IMAGE:cpu and IMAGE:gpu
+PORT ?= 8888## host port for JupyterLab, bound to 127.0.0.1
+CA_BUNDLE ?=## a proxy's CA bundle, given to the image build as a secret
+USER_UID ?= 1000## uid of the image's user (the container runs as your uid anyway)
+USER_GID ?= 1000## gid of the image's user
+BUILD_FLAGS ?=## extra flags for the image build, e.g. --pull=never
 
-export TFDOCK_DATA
+export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfdock-installed
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help setup lock lock-check train verify test lint clean clean-venv
+.PHONY: help setup lock lock-check train verify test lint clean clean-venv \
+	doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
 	@echo
 	@echo "Targets:"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables:"
-	@sed -n 's/^\([A-Z_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-16s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
+	@sed -n 's/^\([A-Z_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-18s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
 
 setup: $(STAMP) ## create .venv from the lock; a no-op when it is up to date
 
 $(STAMP): requirements.txt pyproject.toml scripts/setup-venv.sh
 	@scripts/setup-venv.sh "$(PYTHON)" "$(VENV)" requirements.txt
 
-lock: $(STAMP) ## recompile requirements.txt from requirements.in (needs the package index)
+lock: $(STAMP) ## recompile requirements.txt and requirements-gpu.txt (needs the package index)
 	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements.txt requirements.in
+	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements-gpu.txt requirements-gpu.in
 
-lock-check: $(STAMP) ## fail when requirements.txt no longer matches requirements.in
+lock-check: $(STAMP) ## fail when a lock no longer matches its .in file
 	@$(BIN)/tfdock lock-check requirements.in requirements.txt
+	@$(BIN)/tfdock lock-check requirements-gpu.in requirements-gpu.txt
 
 train: $(STAMP) ## train the MNIST model; artifacts land in runs/
 	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
@@ -54,6 +67,28 @@ lint: $(STAMP) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(BIN)/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
+
+doctor: ## check the host for the container targets (add GPU=1 for the GPU ones)
+	@scripts/doctor.sh $(if $(GPU),--gpu)
+
+image: ## build the CPU image IMAGE:cpu from the lock
+	@scripts/build-image.sh cpu
+
+image-gpu: ## build the GPU image IMAGE:gpu (the lock + CUDA wheels)
+	@scripts/build-image.sh gpu
+
+docker-verify: ## run `tfdock verify` in the CPU image
+	@scripts/container-run.sh cpu tfdock verify
+
+docker-verify-gpu: ## run `tfdock verify --require-gpu` in the GPU image, GPU passed through
+	@scripts/container-run.sh gpu tfdock verify --require-gpu
+
+docker-train: ## train in the CPU image; runs/ lands on the host, owned by you
+	@scripts/container-run.sh cpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+docker-train-gpu: ## train in the GPU image with the GPU passed through
+	@scripts/container-run.sh gpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
 
 clean: ## remove caches and build leftovers (keeps .venv and runs/)
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts

@@ -24,6 +24,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the subcommands and their flags."""
+    from tfdock.lab import DEFAULT_IP, DEFAULT_PORT
     from tfdock.train import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_EPOCHS,
@@ -117,6 +118,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-gpu", action="store_true", help="fail when TensorFlow sees no GPU"
     )
 
+    lab = commands.add_parser(
+        "lab",
+        help="start JupyterLab with a token (printed with its URL)",
+        description="Start JupyterLab. A token is always required: $JUPYTER_TOKEN, else a "
+        "random one, printed in the URL.",
+    )
+    lab.add_argument(
+        "--ip",
+        default=DEFAULT_IP,
+        help="address to listen on (default %(default)s; 0.0.0.0 in containers)",
+    )
+    lab.add_argument(
+        "--port",
+        type=_positive_int,
+        default=DEFAULT_PORT,
+        help="port to listen on (default %(default)s)",
+    )
+    lab.add_argument(
+        "--url-port",
+        type=_positive_int,
+        default=None,
+        metavar="PORT",
+        help="port to show in the printed URL, when a container publishes "
+        "--port under another number",
+    )
+    lab.add_argument(
+        "--root-dir",
+        type=Path,
+        default=Path.cwd(),
+        metavar="DIR",
+        help="folder the lab opens (default: the current folder)",
+    )
+    commands.add_parser(
+        "lab-health", help="exit 0 when the local JupyterLab answers (container health check)"
+    )
+
     lock_check = commands.add_parser(
         "lock-check",
         help="check that requirements.txt still matches requirements.in",
@@ -130,14 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that load TensorFlow, whose native start-up chatter is filtered.
+# Others must keep the real standard error: `lab` replaces itself with JupyterLab.
+_WITH_TENSORFLOW = frozenset({"train", "verify"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise to a user.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = build_parser().parse_args(argv)
     try:
-        with quiet_native_logs():
-            return _dispatch(args)
+        if args.command in _WITH_TENSORFLOW:
+            with quiet_native_logs():
+                return _dispatch(args)
+        return _dispatch(args)
     except TfdockError as exc:
         print(f"tfdock: error: {exc}", file=sys.stderr)
         return 2
@@ -167,6 +211,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tfdock.verify import verify
 
         return verify(args.lock, require_gpu=args.require_gpu, as_json=args.json)
+    if args.command == "lab":
+        from tfdock.lab import start_lab
+
+        return start_lab(args.ip, args.port, args.url_port, args.root_dir)
+    if args.command == "lab-health":
+        from tfdock.lab import lab_health
+
+        return lab_health()
     if args.command == "lock-check":
         return _lock_check(args.requirements_in, args.lock)
     raise AssertionError(f"unhandled command {args.command}")

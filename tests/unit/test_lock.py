@@ -108,3 +108,9 @@ def test_environment_drift_lists_missing_extra_and_different(lock):
         f"different: tensorflow is 2.20.0, the lock pins {lock.pins['tensorflow']}",
     ]
     assert environment_drift(lock, dict(lock.pins)).clean
+
+
+def test_committed_gpu_lock_matches_its_in_file(repo_root):
+    """requirements-gpu.txt is up to date with requirements-gpu.in."""
+    gpu = read_lock(repo_root / "requirements-gpu.txt")
+    assert lock_drift(repo_root / "requirements-gpu.in", gpu) == []

@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1
+# tfdock CPU image: the hashed lock (requirements.txt) in /opt/venv on Debian bookworm's Python 3.11.
+# Build: make image   (or: docker build -f docker/cpu.Dockerfile -t tfdock:cpu .)
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+ARG TFDOCK_UID=1000
+ARG TFDOCK_GID=1000
+
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      ca-certificates \
+      curl \
+      git \
+      make \
+      python3 \
+      python3-venv \
+      tini \
+ && rm -rf /var/lib/apt/lists/*
+# DL3008 ignored above: the base image fixes the Debian release; apt pins would
+# break at every point release without making the Python environment any more exact.
+
+RUN groupadd --gid "${TFDOCK_GID}" tfdock \
+ && useradd --uid "${TFDOCK_UID}" --gid "${TFDOCK_GID}" --create-home --shell /bin/bash tfdock \
+ && chmod 1777 /home/tfdock \
+ && mkdir -p /workspace \
+ && chown tfdock:tfdock /workspace
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:${PATH} \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
+    TFDOCK_LOCK=/opt/tfdock/requirements.txt \
+    TFDOCK_IN_IMAGE=1
+
+# Dependencies first, from the hashed lock: a change to src/ does not reinstall TensorFlow.
+# A proxy's CA bundle, when given as the build secret ca_bundle, is used by this step only.
+COPY requirements.txt /opt/tfdock/requirements.txt
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps \
+      -r /opt/tfdock/requirements.txt
+
+COPY pyproject.toml README.md /opt/tfdock/package/
+COPY src/ /opt/tfdock/package/src/
+RUN /opt/venv/bin/python -m pip install --quiet --no-deps --no-build-isolation /opt/tfdock/package \
+ && rm -rf /opt/tfdock/package
+
+LABEL org.opencontainers.image.title="tfdock-cpu" \
+      org.opencontainers.image.description="tfdock: TensorFlow from one hashed lock (CPU)" \
+      org.opencontainers.image.source="https://github.com/tfdock/tfdock" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+USER ${TFDOCK_UID}:${TFDOCK_GID}
+WORKDIR /workspace
+EXPOSE 8888
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["tfdock", "lab-health"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["tfdock", "lab", "--ip", "0.0.0.0", "--port", "8888"]

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run a command in the kit's image with the workspace mounted, so results land on the
+# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab] COMMAND...
+# Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data),
+# PORT (host port for --lab, bound to 127.0.0.1).
+set -euo pipefail
+
+variant=${1:?usage: container-run.sh cpu|gpu [--lab] COMMAND...}
+shift
+engine=${ENGINE:-docker}
+image=${IMAGE:-tfdock}
+lab=0
+if [[ "${1:-}" == "--lab" ]]; then
+  lab=1
+  shift
+fi
+
+if ! command -v "$engine" >/dev/null 2>&1; then
+  echo "container-run: the container engine '$engine' is not installed; install Docker or Podman, or pass ENGINE=podman (see 'make doctor')." >&2
+  exit 1
+fi
+if ! "$engine" image inspect "$image:$variant" >/dev/null 2>&1; then
+  target=image
+  [[ "$variant" == gpu ]] && target="image-gpu"
+  echo "container-run: the image $image:$variant does not exist yet; build it with 'make $target ENGINE=$engine'." >&2
+  exit 1
+fi
+
+args=(run --rm --user "$(id -u):$(id -g)" --volume "$PWD:/workspace" --workdir /workspace)
+if [[ -t 0 && -t 1 ]]; then
+  args+=(--interactive --tty)
+fi
+if [[ -n "${TFDOCK_DATA:-}" ]]; then
+  data=$(realpath -e "$TFDOCK_DATA" 2>/dev/null) || {
+    echo "container-run: TFDOCK_DATA=$TFDOCK_DATA does not exist on this host; point it at mnist.npz or the folder of the four MNIST .gz files." >&2
+    exit 2
+  }
+  args+=(--volume "$data:/data/$(basename "$data"):ro" --env "TFDOCK_DATA=/data/$(basename "$data")")
+fi
+if [[ "$variant" == gpu ]]; then
+  if [[ "$(basename "$engine")" == podman* ]]; then
+    args+=(--device nvidia.com/gpu=all)
+  else
+    args+=(--gpus all)
+  fi
+fi
+if ((lab)); then
+  port=${PORT:-8888}
+  args+=(--publish "127.0.0.1:$port:8888" --env "JUPYTER_TOKEN=${JUPYTER_TOKEN:-}")
+  set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
+fi
+
+exec "$engine" "${args[@]}" "$image:$variant" "$@"

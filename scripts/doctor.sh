@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Check the host before the container targets: engine, GPU runtime and driver (when
+# asked), free disk, CPU architecture. Each failed check prints its fix.
+# Usage: scripts/doctor.sh [--gpu]   Environment: ENGINE (docker|podman).
+set -euo pipefail
+
+engine=${ENGINE:-docker}
+want_gpu=0
+[[ "${1:-}" == "--gpu" ]] && want_gpu=1
+failures=0
+
+report() {  # report ok|warn|FAIL NAME DETAIL [FIX]
+  printf '%-4s  %-8s  %s\n' "$1" "$2" "$3"
+  if [[ "$1" == FAIL ]]; then
+    failures=$((failures + 1))
+    printf '            fix: %s\n' "$4"
+  fi
+}
+
+if ! command -v "$engine" >/dev/null 2>&1; then
+  report FAIL engine "'$engine' is not installed" \
+    "install Docker (https://docs.docker.com/engine/install/) or Podman (apt-get install podman), or pass ENGINE=podman"
+elif ! version=$("$engine" version --format '{{.Client.Version}}' 2>/dev/null) || ! "$engine" info >/dev/null 2>&1; then
+  report FAIL engine "'$engine' is installed but does not answer" \
+    "start its daemon (systemctl start docker) or add your user to the docker group; with podman run 'podman info' to see why"
+else
+  report ok engine "$engine $version answers"
+fi
+
+arch=$(uname -m)
+case "$arch" in
+  x86_64|amd64) report ok cpu "$arch (the lock's wheels and CI are x86_64)" ;;
+  aarch64|arm64) report warn cpu "$arch: TensorFlow has wheels for it, but the kit is tested on x86_64 only" ;;
+  *) report FAIL cpu "$arch: TensorFlow publishes no wheels for it" "use an x86_64 (or aarch64) machine" ;;
+esac
+
+storage=/var/lib/docker
+[[ "$(basename "$engine")" == podman* ]] && storage=$(podman info --format '{{.Store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers)
+[[ -d "$storage" ]] || storage=/
+need_gb=12
+((want_gpu)) && need_gb=25
+free_gb=$(df -Pk "$storage" | awk 'NR == 2 {print int($4 / 1048576)}')
+if ((free_gb < need_gb)); then
+  report FAIL disk "${free_gb} GB free under $storage, the images need about ${need_gb} GB" \
+    "free disk space (e.g. '$engine system prune') or move the engine's storage"
+else
+  report ok disk "${free_gb} GB free under $storage (need about ${need_gb} GB)"
+fi
+
+if ((want_gpu)); then
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    report FAIL gpu "no NVIDIA driver found (nvidia-smi is missing)" \
+      "install the NVIDIA driver (the CUDA libraries come with the image; only the driver is needed), or use the CPU targets"
+  elif ! driver=$(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>/dev/null | head -n 1) || [[ -z "$driver" ]]; then
+    report FAIL gpu "nvidia-smi finds no GPU" "check that the GPU is visible to the host ('nvidia-smi'), or use the CPU targets"
+  else
+    report ok gpu "driver, GPU: $driver"
+  fi
+  if [[ "$(basename "$engine")" == podman* ]]; then
+    if ls /etc/cdi/nvidia.yaml /var/run/cdi/nvidia*.yaml >/dev/null 2>&1; then
+      report ok runtime "NVIDIA CDI spec present for podman"
+    else
+      report FAIL runtime "no NVIDIA CDI spec for podman" \
+        "install the NVIDIA Container Toolkit and run 'nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml'"
+    fi
+  elif "$engine" info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
+    report ok runtime "NVIDIA container runtime registered with $engine"
+  else
+    report FAIL runtime "the NVIDIA container runtime is not registered with $engine" \
+      "install the NVIDIA Container Toolkit, then 'nvidia-ctk runtime configure --runtime=docker' and restart docker"
+  fi
+fi
+
+if ((failures)); then
+  echo "doctor: $failures check(s) failed; fix them before the container targets."
+  exit 1
+fi
+echo "doctor: the host is ready for the container targets."

@@ -1,0 +1,88 @@
+"""Start JupyterLab with a token, on a port checked first, and answer health checks."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tfdock.errors import TfdockError
+
+DEFAULT_PORT = 8888
+DEFAULT_IP = "127.0.0.1"
+TOKEN_ENV = "JUPYTER_TOKEN"
+PORT_ENV = "TFDOCK_LAB_PORT"
+
+
+def check_port_free(ip: str, port: int) -> None:
+    """Raise a clear error when ``ip:port`` is taken or cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise TfdockError(
+                    f"port {port} on {ip} is already in use (another JupyterLab?): stop that "
+                    f"program or choose another port, e.g. `make lab PORT={port + 1}`."
+                ) from None
+            raise TfdockError(
+                f"cannot listen on {ip}:{port} ({exc.strerror}); choose another --ip or --port."
+            ) from None
+
+
+def lab_command(ip: str, port: int, token: str, root_dir: Path) -> list[str]:
+    """Return the jupyter-lab command line: token required, no browser."""
+    return [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ServerApp.ip={ip}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root_dir}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.allow_remote_access=True",
+        # Root only where the caller is root already (a root host running --user 0).
+        f"--ServerApp.allow_root={os.geteuid() == 0}",
+    ]
+
+
+def start_lab(ip: str, port: int, url_port: int | None, root_dir: Path) -> int:
+    """Check the port, print the URL with its token, and replace this process with JupyterLab."""
+    if not 0 < port < 65536:
+        raise TfdockError(f"--port {port} is not a TCP port; choose one from 1 to 65535.")
+    if not root_dir.is_dir():
+        raise TfdockError(
+            f"the notebook folder {root_dir} does not exist; pass an existing --root-dir."
+        )
+    check_port_free(ip, port)
+    token = os.environ.get(TOKEN_ENV) or secrets.token_hex(24)
+    if len(token) < 16:
+        raise TfdockError(f"{TOKEN_ENV} is shorter than 16 characters; use a longer, random token.")
+    shown_host = "127.0.0.1" if ip in ("0.0.0.0", "::", "") else ip
+    url = f"http://{shown_host}:{url_port or port}/lab?token={token}"
+    print(f"tfdock: JupyterLab is starting; open {url}", flush=True)
+    env = {**os.environ, TOKEN_ENV: token, PORT_ENV: str(port)}
+    command = lab_command(ip, port, token, root_dir)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+def lab_health(port: int | None = None, timeout: float = 4.0) -> int:
+    """Return 0 when the JupyterLab on this machine answers its API, 1 otherwise."""
+    port = port or int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=timeout) as response:
+            version = json.load(response).get("version", "?")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"unhealthy: JupyterLab on port {port} does not answer ({exc})", file=sys.stderr)
+        return 1
+    print(f"healthy: jupyter_server {version} on port {port}")
+    return 0

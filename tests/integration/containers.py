@@ -1,0 +1,54 @@
+"""Helpers for tests that build and run the kit's images with a real engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def engine_or_skip() -> str:
+    """Return the engine the kit's targets will use ($ENGINE, else podman/docker that answers)."""
+    candidates = [os.environ["ENGINE"]] if os.environ.get("ENGINE") else ["podman", "docker"]
+    for engine in candidates:
+        if shutil.which(engine) and subprocess.run(
+            [engine, "info"], capture_output=True, timeout=60
+        ).returncode == 0:
+            return engine
+    pytest.skip(f"no answering container engine among {candidates}: the container tests need "
+                "docker or podman (CI sets podman up with scripts/container-host-setup.sh)")
+
+
+def make(repo_root: Path, *args: str, engine: str, timeout: int = 1800, **env: str):
+    """Run a make target with ENGINE set, returning the completed process."""
+    environment = {**os.environ, "ENGINE": engine, **env}
+    return subprocess.run(["make", "-C", str(repo_root), *args], capture_output=True, text=True,
+                          env=environment, timeout=timeout)
+
+
+def run(engine: str, *args: str, timeout: int = 300, check: bool = True):
+    """Run the engine's CLI and return the completed process."""
+    result = subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{engine} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def image_size_mb(engine: str, image: str) -> float:
+    """Return an image's size in MB as the engine reports it."""
+    size = run(engine, "image", "inspect", "--format", "{{.Size}}", image).stdout.strip()
+    return int(size) / 1e6
+
+
+def free_disk_gb(engine: str) -> float:
+    """Return the free space where the engine stores images, in GB."""
+    root = "/var/lib/docker"
+    if "podman" in engine:
+        root = run(engine, "info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
+    root_path = Path(root) if Path(root).exists() else Path("/")
+    return shutil.disk_usage(root_path).free / 1e9
