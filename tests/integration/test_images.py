@@ -1,0 +1,220 @@
+"""The CPU and GPU images, built by the kit's own targets with a real engine, are the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.containers import (
+    ARTIFACTS,
+    engine_or_skip,
+    free_disk_gb,
+    image_size_mb,
+    make,
+    run,
+)
+from tfdock.lock import installed_distributions, read_lock
+
+pytestmark = pytest.mark.container
+
+IMAGE = os.environ.get("IMAGE", "tfdock")
+GPU_DISK_GB = 25
+LIST_DISTRIBUTIONS = (
+    "import json, importlib.metadata as m, re; "
+    "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
+    "for d in m.distributions()}))"
+)
+_TIMES: dict[str, float] = {}
+
+
+def _record(name: str, value) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "images.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = value
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    return engine_or_skip()
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine, repo_root) -> str:
+    """Build IMAGE:cpu with `make image`, as a user would."""
+    started = time.perf_counter()
+    result = make(repo_root, "image", engine=engine, timeout=3600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    _TIMES["cpu_build_s"] = time.perf_counter() - started
+    _record("cpu_build_seconds", round(_TIMES["cpu_build_s"], 1))
+    _record("cpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:cpu")))
+    return f"{IMAGE}:cpu"
+
+
+@pytest.fixture(scope="session")
+def gpu_image(engine, repo_root, cpu_image) -> str:
+    """Build IMAGE:gpu with `make image-gpu`, when the disk can hold it."""
+    free = free_disk_gb(engine)
+    if free < GPU_DISK_GB:
+        pytest.skip(f"only {free:.0f} GB free for the engine's storage; the GPU image needs "
+                    f"about {GPU_DISK_GB} GB, so it is not built here")
+    started = time.perf_counter()
+    result = make(repo_root, "image-gpu", engine=engine, timeout=3600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    _record("gpu_build_seconds", round(time.perf_counter() - started, 1))
+    _record("gpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:gpu")))
+    return f"{IMAGE}:gpu"
+
+
+def _distributions(engine: str, image: str) -> dict[str, str]:
+    out = run(engine, "run", "--rm", image, "python", "-c", LIST_DISTRIBUTIONS).stdout
+    return json.loads(out)
+
+
+def test_cpu_image_verify_passes_cpu_only(engine, repo_root, cpu_image):
+    """`make docker-verify` passes every check and reports CPU only, with no CUDA error lines."""
+    result = make(repo_root, "docker-verify", engine=engine)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "5/5 checks passed" in result.stdout
+    assert "none visible: CPU only" in result.stdout
+    assert not re.search(r"cuInit|CUDA error|cuda_platform", output)
+
+
+def test_cpu_image_trains_into_host_folder(engine, repo_root, cpu_image, mnist_dir):
+    """`make docker-train` on read-only mounted MNIST writes a run folder owned by the host user."""
+    runs = f"test-artifacts/docker-runs-{uuid.uuid4().hex[:8]}"
+    result = make(repo_root, "docker-train", "EPOCHS=1", f"RUNS={runs}", engine=engine,
+                  TFDOCK_DATA=str(mnist_dir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run_dir,) = (repo_root / runs).iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.93
+    assert metrics["config"]["data_source"] == "/data/mnist"
+    for path in [run_dir, *run_dir.rglob("*")]:
+        stat = path.stat()
+        assert (stat.st_uid, stat.st_gid) == (os.getuid(), os.getgid()), path
+
+
+def test_cpu_image_packages_equal_the_venv(engine, repo_root, cpu_image):
+    """The CPU image's installed distributions are the venv's, name and version."""
+    image = _distributions(engine, cpu_image)
+    venv = installed_distributions()
+    assert image == venv
+    lock = read_lock(repo_root / "requirements.txt")
+    assert set(image) - {"tfdock"} == set(lock.pins)
+    _record("cpu_image_distributions", len(image))
+
+
+def test_container_runs_as_non_root(engine, cpu_image):
+    """The image's default user is not root."""
+    uid = run(engine, "run", "--rm", cpu_image, "id", "-u").stdout.strip()
+    assert uid != "0" and int(uid) >= 1000
+
+
+def test_container_stops_within_two_seconds(engine, cpu_image):
+    """With an init as PID 1, `stop` ends the running lab at once, not after the 10 s kill timeout."""
+    name = f"tfdock-stop-{uuid.uuid4().hex[:8]}"
+    run(engine, "run", "--detach", "--name", name, cpu_image)
+    try:
+        deadline = time.monotonic() + 120
+        while "JupyterLab" not in run(engine, "logs", name, check=False).stdout + run(
+            engine, "logs", name, check=False).stderr:
+            assert time.monotonic() < deadline, "the lab did not start"
+            time.sleep(1)
+        started = time.perf_counter()
+        run(engine, "stop", "--time", "10", name)
+        elapsed = time.perf_counter() - started
+        _record("stop_seconds", round(elapsed, 2))
+        assert elapsed < 2.0, f"stop took {elapsed:.1f} s"
+    finally:
+        run(engine, "rm", "--force", name, check=False)
+
+
+def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
+    """The proxy CA given as a build secret is in no layer and not in the history."""
+    ca_bundle = os.environ.get("CA_BUNDLE")
+    if not ca_bundle:
+        pytest.skip("CA_BUNDLE is not set: the build used no proxy CA secret to look for")
+    image_bundle = run(engine, "run", "--rm", cpu_image, "cat",
+                       "/etc/ssl/certs/ca-certificates.crt").stdout
+    host_certs = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+                            Path(ca_bundle).read_text(), re.S)
+    # The certificates only the host trusts: the proxy's own CA among them.
+    private = [cert for cert in host_certs if cert not in image_bundle]
+    assert private, "the host bundle adds no certificate to the image's; nothing to look for"
+    needles = [cert.splitlines()[1].encode() for cert in private]
+    archive = tmp_path / "image.tar"
+    run(engine, "save", "--output", str(archive), cpu_image, timeout=900)
+    with tarfile.open(archive) as outer:
+        for member in outer:
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            if member.name.endswith(".tar") or data[257:262] == b"ustar":
+                with tarfile.open(fileobj=__import__("io").BytesIO(data)) as layer:
+                    for entry in layer:
+                        assert "run/secrets" not in entry.name, entry.name
+                        if entry.isfile() and entry.size < 5_000_000:
+                            content = layer.extractfile(entry).read()
+                            assert not any(n in content for n in needles), entry.name
+            else:
+                assert not any(n in data for n in needles), member.name
+    history = run(engine, "history", "--no-trunc", cpu_image).stdout
+    assert "BEGIN CERTIFICATE" not in history
+
+
+def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tmp_path):
+    """After a change to src/ only, the rebuild reuses the installed lock and only reinstalls the kit."""
+    context = tmp_path / "context"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=repo_root, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        source = repo_root / name
+        if source.is_file():
+            target = context / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode)
+    init = context / "src" / "tfdock" / "__init__.py"
+    init.write_text(init.read_text() + f"\n# rebuild probe {uuid.uuid4().hex}\n")
+    started = time.perf_counter()
+    result = make(context, "image", engine=engine, IMAGE=f"{IMAGE}-srcprobe")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    install_step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", log, re.S)
+    assert install_step and "Using cache" in install_step.group(0), "the lock layer was rebuilt"
+    _record("src_change_rebuild_seconds", round(elapsed, 1))
+    if "cpu_build_s" in _TIMES:
+        _record("src_change_saved_seconds", round(_TIMES["cpu_build_s"] - elapsed, 1))
+    run(engine, "rmi", f"{IMAGE}-srcprobe:cpu", check=False)
+
+
+def test_gpu_image_verifies_on_cpu_and_adds_only_cuda(engine, repo_root, cpu_image, gpu_image):
+    """The GPU image passes verify CPU-only, refuses --require-gpu clearly, and = CPU set + CUDA."""
+    result = run(engine, "run", "--rm", gpu_image, "tfdock", "verify", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "none visible: CPU only" in result.stdout
+    assert not re.search(r"cuInit|CUDA error|cuda_platform", output)
+    strict = run(engine, "run", "--rm", gpu_image, "tfdock", "verify", "--require-gpu",
+                 check=False)
+    assert strict.returncode == 1
+    assert "no GPU is visible to TensorFlow" in strict.stdout
+    cpu, gpu = _distributions(engine, cpu_image), _distributions(engine, gpu_image)
+    extra = set(gpu) - set(cpu)
+    assert {n: gpu[n] for n in cpu} == cpu, "shared packages have the same versions"
+    gpu_lock = read_lock(repo_root / "requirements-gpu.txt")
+    assert extra == set(gpu_lock.pins) - set(read_lock(repo_root / "requirements.txt").pins)
+    assert all(name.startswith("nvidia-") for name in extra)
+    _record("gpu_extra_distributions", sorted(f"{n}=={gpu[n]}" for n in extra))
