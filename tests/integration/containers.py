@@ -16,19 +16,27 @@ def engine_or_skip() -> str:
     """Return the engine the kit's targets will use ($ENGINE, else podman/docker that answers)."""
     candidates = [os.environ["ENGINE"]] if os.environ.get("ENGINE") else ["podman", "docker"]
     for engine in candidates:
-        if shutil.which(engine) and subprocess.run(
-            [engine, "info"], capture_output=True, timeout=60
-        ).returncode == 0:
+        if (
+            shutil.which(engine)
+            and subprocess.run([engine, "info"], capture_output=True, timeout=60).returncode == 0
+        ):
             return engine
-    pytest.skip(f"no answering container engine among {candidates}: the container tests need "
-                "docker or podman (CI sets podman up with scripts/container-host-setup.sh)")
+    pytest.skip(
+        f"no answering container engine among {candidates}: the container tests need "
+        "docker or podman (CI sets podman up with scripts/container-host-setup.sh)"
+    )
 
 
 def make(repo_root: Path, *args: str, engine: str, timeout: int = 1800, **env: str):
     """Run a make target with ENGINE set, returning the completed process."""
     environment = {**os.environ, "ENGINE": engine, **env}
-    return subprocess.run(["make", "-C", str(repo_root), *args], capture_output=True, text=True,
-                          env=environment, timeout=timeout)
+    return subprocess.run(
+        ["make", "-C", str(repo_root), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
 
 
 def run(engine: str, *args: str, timeout: int = 300, check: bool = True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -65,8 +66,10 @@ def gpu_image(engine, repo_root, cpu_image) -> str:
     """Build IMAGE:gpu with `make image-gpu`, when the disk can hold it."""
     free = free_disk_gb(engine)
     if free < GPU_DISK_GB:
-        pytest.skip(f"only {free:.0f} GB free for the engine's storage; the GPU image needs "
-                    f"about {GPU_DISK_GB} GB, so it is not built here")
+        pytest.skip(
+            f"only {free:.0f} GB free for the engine's storage; the GPU image needs "
+            f"about {GPU_DISK_GB} GB, so it is not built here"
+        )
     started = time.perf_counter()
     result = make(repo_root, "image-gpu", engine=engine, timeout=3600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -93,8 +96,14 @@ def test_cpu_image_verify_passes_cpu_only(engine, repo_root, cpu_image):
 def test_cpu_image_trains_into_host_folder(engine, repo_root, cpu_image, mnist_dir):
     """`make docker-train` on read-only mounted MNIST writes a run folder owned by the host user."""
     runs = f"test-artifacts/docker-runs-{uuid.uuid4().hex[:8]}"
-    result = make(repo_root, "docker-train", "EPOCHS=1", f"RUNS={runs}", engine=engine,
-                  TFDOCK_DATA=str(mnist_dir))
+    result = make(
+        repo_root,
+        "docker-train",
+        "EPOCHS=1",
+        f"RUNS={runs}",
+        engine=engine,
+        TFDOCK_DATA=str(mnist_dir),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = (repo_root / runs).iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -127,8 +136,11 @@ def test_container_stops_within_two_seconds(engine, cpu_image):
     run(engine, "run", "--detach", "--name", name, cpu_image)
     try:
         deadline = time.monotonic() + 120
-        while "JupyterLab" not in run(engine, "logs", name, check=False).stdout + run(
-            engine, "logs", name, check=False).stderr:
+        while (
+            "JupyterLab"
+            not in run(engine, "logs", name, check=False).stdout
+            + run(engine, "logs", name, check=False).stderr
+        ):
             assert time.monotonic() < deadline, "the lab did not start"
             time.sleep(1)
         started = time.perf_counter()
@@ -145,10 +157,14 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
     ca_bundle = os.environ.get("CA_BUNDLE")
     if not ca_bundle:
         pytest.skip("CA_BUNDLE is not set: the build used no proxy CA secret to look for")
-    image_bundle = run(engine, "run", "--rm", cpu_image, "cat",
-                       "/etc/ssl/certs/ca-certificates.crt").stdout
-    host_certs = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
-                            Path(ca_bundle).read_text(), re.S)
+    image_bundle = run(
+        engine, "run", "--rm", cpu_image, "cat", "/etc/ssl/certs/ca-certificates.crt"
+    ).stdout
+    host_certs = re.findall(
+        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+        Path(ca_bundle).read_text(),
+        re.S,
+    )
     # The certificates only the host trusts: the proxy's own CA among them.
     private = [cert for cert in host_certs if cert not in image_bundle]
     assert private, "the host bundle adds no certificate to the image's; nothing to look for"
@@ -161,7 +177,7 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
                 continue
             data = outer.extractfile(member).read()
             if member.name.endswith(".tar") or data[257:262] == b"ustar":
-                with tarfile.open(fileobj=__import__("io").BytesIO(data)) as layer:
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
                     for entry in layer:
                         assert "run/secrets" not in entry.name, entry.name
                         if entry.isfile() and entry.size < 5_000_000:
@@ -176,8 +192,13 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
 def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tmp_path):
     """After a change to src/ only, the rebuild reuses the installed lock and only reinstalls the kit."""
     context = tmp_path / "context"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=repo_root, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in files:
         source = repo_root / name
         if source.is_file():
@@ -192,7 +213,9 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout + result.stderr
-    install_step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", log, re.S)
+    install_step = re.search(
+        r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", log, re.S
+    )
     assert install_step and "Using cache" in install_step.group(0), "the lock layer was rebuilt"
     _record("src_change_rebuild_seconds", round(elapsed, 1))
     if "cpu_build_s" in _TIMES:
@@ -207,8 +230,7 @@ def test_gpu_image_verifies_on_cpu_and_adds_only_cuda(engine, repo_root, cpu_ima
     assert result.returncode == 0, output
     assert "none visible: CPU only" in result.stdout
     assert not re.search(r"cuInit|CUDA error|cuda_platform", output)
-    strict = run(engine, "run", "--rm", gpu_image, "tfdock", "verify", "--require-gpu",
-                 check=False)
+    strict = run(engine, "run", "--rm", gpu_image, "tfdock", "verify", "--require-gpu", check=False)
     assert strict.returncode == 1
     assert "no GPU is visible to TensorFlow" in strict.stdout
     cpu, gpu = _distributions(engine, cpu_image), _distributions(engine, gpu_image)
