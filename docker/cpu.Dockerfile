@@ -37,6 +37,20 @@ ENV VIRTUAL_ENV=/opt/venv \
     TFDOCK_LOCK=/opt/tfdock/requirements.txt \
     TFDOCK_IN_IMAGE=1
 
+# Metadata before the large layers: with a copying storage driver (vfs) each
+# step after the lock install would copy the whole environment once more.
+LABEL org.opencontainers.image.title="tfdock-cpu" \
+      org.opencontainers.image.description="tfdock: TensorFlow from one hashed lock (CPU)" \
+      org.opencontainers.image.source="https://github.com/tfdock/tfdock" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+EXPOSE 8888
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["tfdock", "lab-health"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["tfdock", "lab", "--ip", "0.0.0.0", "--port", "8888"]
+WORKDIR /workspace
+
 # Dependencies first, from the hashed lock: a change to src/ does not reinstall TensorFlow.
 # A proxy's CA bundle, when given as the build secret ca_bundle, is used by this step only.
 COPY requirements.txt /opt/tfdock/requirements.txt
@@ -46,20 +60,8 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
  && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps \
       -r /opt/tfdock/requirements.txt
 
-COPY pyproject.toml README.md /opt/tfdock/package/
-COPY src/ /opt/tfdock/package/src/
+COPY . /opt/tfdock/package/
 RUN /opt/venv/bin/python -m pip install --quiet --no-deps --no-build-isolation /opt/tfdock/package \
  && rm -rf /opt/tfdock/package
 
-LABEL org.opencontainers.image.title="tfdock-cpu" \
-      org.opencontainers.image.description="tfdock: TensorFlow from one hashed lock (CPU)" \
-      org.opencontainers.image.source="https://github.com/tfdock/tfdock" \
-      org.opencontainers.image.licenses="Apache-2.0"
-
 USER ${TFDOCK_UID}:${TFDOCK_GID}
-WORKDIR /workspace
-EXPOSE 8888
-HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["tfdock", "lab-health"]
-ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["tfdock", "lab", "--ip", "0.0.0.0", "--port", "8888"]
