@@ -110,3 +110,45 @@ def test_verify_names_added_removed_and_changed_packages(repo_root, tmp_path):
         timeout=300,
     )
     assert json.loads(clean.stdout)["ok"] is True
+
+
+def _other_python() -> str | None:
+    """Return a working Python that is not 3.11, if this machine has one."""
+    candidates = [shutil.which(name) for name in ("python3.12", "python3.13", "python3.10")]
+    candidates += [
+        str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.1[023]*/bin/python3"))
+    ]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() != "(3, 11)":
+            return candidate
+    return None
+
+
+def test_setup_with_wrong_python_says_which_is_needed(repo_root, tmp_path):
+    """`make setup` with another Python names the version needed and how to get it, and makes nothing."""
+    other = _other_python()
+    if other is None:
+        pytest.skip("no Python other than 3.11 on this machine to try")
+    venv = tmp_path / "venv"
+    result = _make(repo_root, "setup", f"PYTHON={other}", f"VENV={venv}")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert any(
+        "but the lock is compiled for Python 3.11: install Python 3.11" in line for line in lines
+    ), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not venv.exists()
+
+
+def test_setup_with_missing_python_is_one_sentence(repo_root, tmp_path):
+    """A PYTHON that does not exist is named, with the install command."""
+    result = _make(repo_root, "setup", "PYTHON=/nonexistent/python3.11", f"VENV={tmp_path / 'v'}")
+    assert result.returncode != 0
+    assert "setup: '/nonexistent/python3.11' was not found, and tfdock needs Python 3.11" in (
+        result.stderr
+    )
