@@ -19,7 +19,8 @@ if ! command -v "$engine" >/dev/null 2>&1; then
   exit 1
 fi
 
-args=(build --file "$dockerfile" --tag "$image:$variant"
+# --force-rm: a failed build leaves no working containers (each a full copy with vfs).
+args=(build --force-rm --file "$dockerfile" --tag "$image:$variant"
       --build-arg "TFDOCK_UID=${USER_UID:-1000}" --build-arg "TFDOCK_GID=${USER_GID:-1000}")
 if [[ -n "${CA_BUNDLE:-}" ]]; then
   if [[ ! -r "$CA_BUNDLE" ]]; then
