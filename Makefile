@@ -11,6 +11,7 @@ EPOCHS ?= 5## epochs for `make train`
 BATCH_SIZE ?= 32## batch size for `make train`
 SEED ?= 42## random seed for `make train`
 RUNS ?= runs## where `make train` puts each run's folder
+WORKERS ?= 2## local worker processes for `make train-multiworker`
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
 
@@ -19,16 +20,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfdock-installed
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help setup lock lock-check train verify test lint clean clean-venv
+.PHONY: help setup lock lock-check train train-multiworker verify test lint clean clean-venv
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
 	@echo
 	@echo "Targets:"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables:"
-	@sed -n 's/^\([A-Z_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-16s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
+	@sed -n 's/^\([A-Z_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-18s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
 
 setup: $(STAMP) ## create .venv from the lock; a no-op when it is up to date
 
@@ -43,6 +44,9 @@ lock-check: $(STAMP) ## fail when requirements.txt no longer matches requirement
 
 train: $(STAMP) ## train the MNIST model; artifacts land in runs/
 	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+train-multiworker: $(STAMP) ## train as a real multi-worker job: WORKERS processes on loopback ports
+	$(BIN)/tfdock multiworker --workers $(WORKERS) --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
 
 verify: $(STAMP) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
