@@ -14,6 +14,7 @@ EPOCHS ?= 5## epochs for `make train`
 BATCH_SIZE ?= 32## batch size for `make train`
 SEED ?= 42## random seed for `make train`
 RUNS ?= runs## where `make train` puts each run's folder
+WORKERS ?= 2## local worker processes for `make train-multiworker`
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
 ENGINE ?= docker## container engine: docker or podman
@@ -29,7 +30,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfdock-installed
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help setup lock lock-check train verify test lint clean clean-venv \
+.PHONY: help setup lock lock-check train train-multiworker verify test lint clean clean-venv \
 	doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu
 
 help: ## show this help
@@ -56,6 +57,9 @@ lock-check: $(STAMP) ## fail when a lock no longer matches its .in file
 
 train: $(STAMP) ## train the MNIST model; artifacts land in runs/
 	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+train-multiworker: $(STAMP) ## train as a real multi-worker job: WORKERS processes on loopback ports
+	$(BIN)/tfdock multiworker --workers $(WORKERS) --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
 
 verify: $(STAMP) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify

@@ -6,10 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tfdock import __version__
 from tfdock._native_logs import quiet_native_logs
 from tfdock.errors import TfdockError
+
+if TYPE_CHECKING:
+    from tfdock.train import TrainConfig
 
 
 def _positive_int(text: str) -> int:
@@ -24,15 +28,9 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the subcommands and their flags."""
+    from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES
     from tfdock.lab import DEFAULT_IP, DEFAULT_PORT
-    from tfdock.train import (
-        DEFAULT_BATCH_SIZE,
-        DEFAULT_EPOCHS,
-        DEFAULT_INTRA_OP_THREADS,
-        DEFAULT_OUTPUT_DIR,
-        DEFAULT_SEED,
-        DEFAULT_STEPS_PER_EXECUTION,
-    )
+    from tfdock.launch import DEFAULT_WORKERS
 
     parser = argparse.ArgumentParser(
         prog="tfdock", description="A reproducible TensorFlow environment kit."
@@ -45,59 +43,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the quickstart MNIST model",
         description="Train the TensorFlow quickstart model on MNIST.",
     )
+    _add_train_arguments(train)
     train.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=DEFAULT_EPOCHS,
-        help="passes over the training set (default %(default)s)",
+        "--strategy",
+        choices=STRATEGIES,
+        default=DEFAULT_STRATEGY,
+        help="tf.distribute strategy: auto = multi-worker when TF_CONFIG names a cluster, "
+        "mirrored when more than one GPU is visible, else the default (default %(default)s)",
     )
-    train.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help="images per optimizer step (default %(default)s)",
-    )
-    train.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        help="random seed for weights, dropout and shuffling (default %(default)s)",
-    )
-    train.add_argument(
-        "--data",
-        default=None,
-        metavar="PATH",
-        help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
-        "(default: $TFDOCK_DATA, else download and cache)",
-    )
-    train.add_argument(
-        "--output-dir",
+    place = train.add_mutually_exclusive_group()
+    place.add_argument(
+        "--run-dir",
         type=Path,
-        default=DEFAULT_OUTPUT_DIR,
-        metavar="DIR",
-        help="where each run gets its own new folder (default %(default)s)",
-    )
-    train.add_argument(
-        "--steps-per-execution",
-        type=_positive_int,
-        default=DEFAULT_STEPS_PER_EXECUTION,
-        metavar="N",
-        help="optimizer steps per call into the graph; the math is unchanged (default %(default)s)",
-    )
-    train.add_argument(
-        "--intra-op-threads",
-        type=int,
-        default=DEFAULT_INTRA_OP_THREADS,
-        metavar="N",
-        help="threads inside one op; 0 = all cores "
-        "(default %(default)s, fastest for this small model)",
-    )
-    train.add_argument(
-        "--limit",
-        type=_positive_int,
         default=None,
+        metavar="DIR",
+        help="train into exactly this folder instead of a new one under --output-dir; "
+        "if it holds this run's unfinished attempt, continue it",
+    )
+    place.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last completed epoch, with its saved settings",
+    )
+
+    multiworker = commands.add_parser(
+        "multiworker",
+        help="train as a real multi-worker job of N local processes",
+        description="Start N `tfdock train --strategy multi-worker` processes on free loopback "
+        "ports, each with its own TF_CONFIG, sharing one run directory that only the chief "
+        "(worker 0) writes. Fails with one sentence when a worker dies.",
+    )
+    multiworker.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=DEFAULT_WORKERS,
         metavar="N",
-        help="train on the first N images only, for quick checks",
+        help="number of worker processes (default %(default)s)",
+    )
+    _add_train_arguments(multiworker)
+    multiworker.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted multi-worker run from its last completed epoch",
     )
 
     verify = commands.add_parser(
@@ -172,6 +163,79 @@ def build_parser() -> argparse.ArgumentParser:
 _WITH_TENSORFLOW = frozenset({"train", "verify"})
 
 
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that decide a training run (shared by train and multiworker)."""
+    from tfdock.train import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_EPOCHS,
+        DEFAULT_INTRA_OP_THREADS,
+        DEFAULT_OUTPUT_DIR,
+        DEFAULT_SEED,
+        DEFAULT_STEPS_PER_EXECUTION,
+    )
+
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=DEFAULT_EPOCHS,
+        help="passes over the training set (default %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help="images per optimizer step (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="random seed for weights, dropout and shuffling (default %(default)s)",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
+        "(default: $TFDOCK_DATA, else download and cache)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        metavar="DIR",
+        help="where each run gets its own new folder (default %(default)s)",
+    )
+    parser.add_argument(
+        "--steps-per-execution",
+        type=_positive_int,
+        default=DEFAULT_STEPS_PER_EXECUTION,
+        metavar="N",
+        help="optimizer steps per call into the graph; the math is unchanged (default %(default)s)",
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=DEFAULT_INTRA_OP_THREADS,
+        metavar="N",
+        help="threads inside one op; 0 = all cores "
+        "(default %(default)s, fastest for this small model)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N images only, for quick checks",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="seeded, with TensorFlow's op determinism: two runs on the same machine "
+        "give identical metrics, bit for bit",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise to a user.
@@ -192,21 +256,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from tfdock.train import TrainConfig, train
+        from tfdock.train import train
 
-        train(
-            TrainConfig(
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                data=args.data,
-                output_dir=args.output_dir,
-                steps_per_execution=args.steps_per_execution,
-                intra_op_threads=args.intra_op_threads,
-                limit=args.limit,
-            )
-        )
+        config = _train_config(args)
+        train(config, run_dir=args.resume or args.run_dir)
         return 0
+    if args.command == "multiworker":
+        from tfdock.launch import launch_local
+
+        config = _train_config(args)
+        return launch_local(args.workers, _worker_arguments(args, config), args.run_dir)
     if args.command == "verify":
         from tfdock.verify import verify
 
@@ -222,6 +281,83 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "lock-check":
         return _lock_check(args.requirements_in, args.lock)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """Build the run's settings from the flags, or from the saved run with --resume.
+
+    With --resume the run's config.json decides; a flag given with a value other
+    than its default must agree with it, or the resume is refused.
+    """
+    from tfdock.train import TrainConfig
+
+    flags = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "data": args.data,
+        "output_dir": args.output_dir,
+        "steps_per_execution": args.steps_per_execution,
+        "intra_op_threads": args.intra_op_threads,
+        "limit": args.limit,
+        "deterministic": args.deterministic,
+    }
+    if getattr(args, "strategy", None) is not None:
+        flags["strategy"] = args.strategy
+    if args.command == "multiworker":
+        flags["strategy"] = "multi-worker"
+    if args.resume is None:
+        if args.command == "multiworker":
+            from tfdock.train import new_run_dir
+
+            args.run_dir = new_run_dir(Path(args.output_dir))
+        return TrainConfig(**flags)
+
+    from tfdock.resume import PINNED_SETTINGS, read_run_config
+
+    saved = read_run_config(args.resume)
+    defaults = TrainConfig()
+    settings = {}
+    for name, value in flags.items():
+        given = value != getattr(defaults, name)
+        if name in PINNED_SETTINGS and given and name in saved and saved[name] != value:
+            flag = "--" + name.replace("_", "-")
+            raise TfdockError(
+                f"{args.resume} was started with {flag} {saved[name]}; a resumed run keeps its "
+                f"settings, so drop {flag} {value} (or start a new run)."
+            )
+        settings[name] = value if given or name not in saved else saved[name]
+    settings["output_dir"] = Path(settings["output_dir"])
+    if args.command == "multiworker":
+        args.run_dir = args.resume
+    return TrainConfig(**settings)
+
+
+def _worker_arguments(args: argparse.Namespace, config: TrainConfig) -> list[str]:
+    """Return the `tfdock train` flags every local worker of a multiworker job gets."""
+    arguments = [
+        "--run-dir",
+        str(args.run_dir),
+        "--epochs",
+        str(config.epochs),
+        "--batch-size",
+        str(config.batch_size),
+        "--seed",
+        str(config.seed),
+        "--output-dir",
+        str(config.output_dir),
+        "--steps-per-execution",
+        str(config.steps_per_execution),
+        "--intra-op-threads",
+        str(config.intra_op_threads),
+    ]
+    if config.data is not None:
+        arguments += ["--data", str(config.data)]
+    if config.limit is not None:
+        arguments += ["--limit", str(config.limit)]
+    if config.deterministic:
+        arguments.append("--deterministic")
+    return arguments
 
 
 def _lock_check(requirements_in: Path, lock_path: Path) -> int:

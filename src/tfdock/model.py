@@ -13,11 +13,14 @@ HIDDEN_UNITS = 128
 DROPOUT_RATE = 0.2
 
 
-def build_model() -> keras.Model:
-    """Build Flatten(28x28) -> Dense(128, relu) -> Dropout(0.2) -> Dense(10) logits."""
+def build_model(model_class: type[keras.Sequential] | None = None) -> keras.Model:
+    """Build Flatten(28x28) -> Dense(128, relu) -> Dropout(0.2) -> Dense(10) logits.
+
+    ``model_class`` is a keras.Sequential subclass to build instead (multi-worker).
+    """
     import keras
 
-    return keras.Sequential(
+    return (model_class or keras.Sequential)(
         [
             keras.Input(shape=IMAGE_SHAPE),
             keras.layers.Flatten(),

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +15,9 @@ from typing import Any
 
 from tfdock._files import atomic_path, write_json
 from tfdock.data import load_mnist
+from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, read_cluster
 from tfdock.errors import TfdockError
+from tfdock.resume import claim_run_dir, epoch_backup
 
 DEFAULT_EPOCHS = 5
 DEFAULT_BATCH_SIZE = 32
@@ -34,7 +37,6 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
 CURVES_FILE = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
-BACKUP_DIR = "backup"
 
 
 @dataclass
@@ -51,6 +53,10 @@ class TrainConfig:
     """Threads per op; 0 lets TensorFlow use every core."""
     limit: int | None = None
     """Train on the first N training images only (quick checks); None means all 60,000."""
+    strategy: str = DEFAULT_STRATEGY
+    """auto, one-device, mirrored or multi-worker (tf.distribute)."""
+    deterministic: bool = False
+    """Turn on TensorFlow's op determinism: same seed, same machine, same bits."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -66,6 +72,10 @@ class TrainConfig:
             raise TfdockError(
                 f"--limit {self.limit} is smaller than one batch ({self.batch_size}); "
                 "raise it or leave it out to use all training images."
+            )
+        if self.strategy not in STRATEGIES:
+            raise TfdockError(
+                f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
             )
 
 
@@ -96,73 +106,159 @@ def new_run_dir(output_dir: Path) -> Path:
         return candidate
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train, evaluate and write the run directory; return where it is."""
+def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
+    """Train, evaluate and write the run directory; return where it is.
+
+    With ``run_dir``, train into exactly that folder: a new or empty one starts
+    fresh, one holding this run's unfinished attempt resumes from its last
+    completed epoch. Under a multi-worker strategy only the chief writes there.
+    """
     config.validate()
+    cluster = read_cluster()  # a malformed TF_CONFIG fails here, before anything is written
+    is_chief = cluster is None or cluster.is_chief
     dataset = load_mnist(config.data)  # bad data fails here, before TensorFlow loads
-    run_dir = new_run_dir(Path(config.output_dir))
+    config_record = {
+        **asdict(config),
+        "output_dir": str(config.output_dir),
+        "data_source": dataset.source,
+    }
+    if run_dir is None:
+        run_dir = new_run_dir(Path(config.output_dir))
+    progress = claim_run_dir(Path(run_dir), config_record, writer=is_chief)
+    run_dir = Path(run_dir)
 
     import keras
     import numpy as np
     import tensorflow as tf
 
+    from tfdock.distribute import (
+        is_lost_worker_error,
+        lost_worker_reason,
+        make_strategy,
+        multi_worker_model_class,
+        resolve_strategy,
+        skip_symbolic_build_reduce,
+    )
     from tfdock.model import build_model, compile_model
     from tfdock.verify import environment_receipt
 
     tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    resolved = resolve_strategy(
+        config.strategy, cluster, len(tf.config.list_physical_devices("GPU"))
+    )
+    multi_worker = resolved == "multi-worker"
+    strategy = make_strategy(tf, resolved)  # multi-worker: waits here until every task is up
     keras.utils.set_random_seed(config.seed)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy
+    # ("You must feed a value for placeholder tensor"): one step per call there.
+    steps_per_execution = 1 if multi_worker else config.steps_per_execution
+
     x_train, y_train = dataset.x_train, dataset.y_train
     if config.limit is not None:
         x_train, y_train = x_train[: config.limit], y_train[: config.limit]
     # Scale once, in float32, the dtype the model computes in.
     x_train = x_train.astype(np.float32) / 255.0
     x_test = dataset.x_test.astype(np.float32) / 255.0
-    train_ds = _training_dataset(tf, x_train, y_train.astype(np.int32), config)
+    train_ds = _training_dataset(tf, x_train, y_train.astype(np.int32), config, global_batch)
 
-    config_record = {
-        **asdict(config),
-        "output_dir": str(config.output_dir),
-        "data_source": dataset.source,
-        "train_samples": len(x_train),
-    }
-    write_json(run_dir / CONFIG_FILE, config_record)
+    config_record.update(
+        train_samples=len(x_train),
+        strategy_used=resolved,
+        replicas=replicas,
+        global_batch_size=global_batch,
+        steps_per_execution_used=steps_per_execution,
+    )
+    if is_chief and progress.completed == 0:
+        write_json(run_dir / CONFIG_FILE, config_record)
 
-    model = compile_model(build_model(), config.steps_per_execution)
+    with strategy.scope():
+        model_class = multi_worker_model_class() if multi_worker else None
+        model = compile_model(build_model(model_class), steps_per_execution)
+        if progress.weights is not None:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(progress.weights)
+    if multi_worker:
+        skip_symbolic_build_reduce(model)
     epoch_seconds: list[float] = []
+    # Saving is collective under multi-worker: workers save into a scratch folder
+    # that is removed when they finish, so they leave nothing behind.
+    scratch = None if is_chief else tempfile.TemporaryDirectory(prefix="tfdock-worker-")
     callbacks = [
         _epoch_timer(epoch_seconds),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR)),
+        epoch_backup(run_dir, progress, epoch_seconds, scratch=scratch and Path(scratch.name)),
     ]
+    if is_chief:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR)))
     verbose = 1 if sys.stdout.isatty() else 2
+    role = f" as {cluster.name} of {cluster.size}" if cluster is not None else ""
     print(
         f"tfdock: training on {len(x_train)} images from {dataset.source}, "
-        f"{config.epochs} epochs of batch {config.batch_size}; run directory {run_dir}",
+        f"{config.epochs} epochs; strategy {resolved}{role}: {replicas} replica(s) x batch "
+        f"{config.batch_size} = global batch {global_batch}; run directory {run_dir}",
         flush=True,
     )
+    if progress.completed:
+        print(
+            f"tfdock: resuming after epoch {progress.completed} of {config.epochs} "
+            f"(from {progress.weights})",
+            flush=True,
+        )
+    resumed_after = progress.completed
     started = time.perf_counter()
-    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
-    fit_seconds = time.perf_counter() - started
+    try:
+        with strategy.scope():
+            model.fit(
+                train_ds,
+                initial_epoch=progress.completed,
+                epochs=config.epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+        fit_seconds = time.perf_counter() - started
+        # Reading the weights is collective under multi-worker too: every worker reads.
+        if multi_worker:
+            weights = model.get_weights()
+            optimizer_state = [variable.numpy() for variable in model.optimizer.variables]
+    except tf.errors.OpError as exc:
+        if not (multi_worker and is_lost_worker_error(tf, exc)):
+            raise
+        raise TfdockError(
+            f"{cluster.name} lost contact with another task of the multi-worker job "
+            f"({lost_worker_reason(exc)}); restart every task with the same --run-dir "
+            f"and training resumes from the last completed epoch saved in {run_dir}."
+        ) from None
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    if not is_chief:
+        print(f"tfdock: {cluster.name} finished; the chief writes the artifacts.", flush=True)
+        return TrainResult(run_dir, {})
+
+    if multi_worker:
+        # Evaluate and save a plain Sequential: model.keras loads without tfdock.
+        model = compile_model(build_model(), config.steps_per_execution)
+        model.set_weights(weights)
+        model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
+            variable.assign(value)
     test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=256, verbose=0)
 
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(_keras_name(tmp))
         os.replace(_keras_name(tmp), tmp)
 
-    epochs = [
-        {
-            "epoch": i + 1,
-            "loss": float(history.history["loss"][i]),
-            "accuracy": float(history.history["accuracy"][i]),
-            "seconds": epoch_seconds[i],
-        }
-        for i in range(len(history.history["loss"]))
-    ]
-    samples = len(x_train) * config.epochs
+    epochs = progress.epochs
+    samples = len(x_train) * (config.epochs - resumed_after)
     metrics = {
         "test": {"loss": float(test_loss), "accuracy": float(test_accuracy)},
         "epochs": epochs,
         "fit_seconds": fit_seconds,
         "samples_per_second": samples / fit_seconds,
+        "resumed_after_epoch": resumed_after,
         "config": config_record,
         "environment": environment_receipt(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -178,20 +274,29 @@ def train(config: TrainConfig) -> TrainResult:
     return TrainResult(run_dir, metrics)
 
 
-def _training_dataset(tf: Any, x: Any, y: Any, config: TrainConfig) -> Any:
-    """Batch the arrays, reshuffled each epoch, with the next batches prepared ahead."""
+def _training_dataset(
+    tf: Any, x: Any, y: Any, config: TrainConfig, global_batch: int | None = None
+) -> Any:
+    """Batch the arrays, reshuffled each epoch, with the next batches prepared ahead.
+
+    Under tf.distribute each global batch is split across the replicas; every
+    worker builds the same seeded order and keeps its own share of each batch.
+    """
     count = len(x)
     images, labels = tf.constant(x), tf.constant(y)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return (
         tf.data.Dataset.range(count)
         .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
+        .batch(global_batch or config.batch_size)
         .map(
             lambda index: (tf.gather(images, index), tf.gather(labels, index)),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
         .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
     )
 
 

@@ -1,0 +1,121 @@
+"""A real two-worker MultiWorkerMirroredStrategy job on this machine, and a worker that dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+
+@pytest.mark.slow
+def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir, tmp_path):
+    """`make train-multiworker WORKERS=2` finishes on both workers; the chief's model is good."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    runs = tmp_path / "runs"
+    env = {**os.environ, "TFDOCK_DATA": str(mnist_dir), "TMPDIR": str(scratch)}
+    result = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(repo_root),
+            "train-multiworker",
+            "WORKERS=2",
+            "EPOCHS=1",
+            f"RUNS={runs}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "[worker 1] tfdock: worker 1 finished; the chief writes the artifacts." in out
+    assert "2 replica(s) x batch 32 = global batch 64" in out
+    assert "tfdock: all 2 workers finished" in out
+    (run_dir,) = runs.iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "backup",
+        "config.json",
+        "curves.png",
+        "metrics.json",
+        "model.keras",
+        "tensorboard",
+    ]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["config"]["strategy_used"] == "multi-worker"
+    assert metrics["config"]["global_batch_size"] == 64
+    assert [e["epoch"] for e in metrics["epochs"]] == [1]
+    model = keras.saving.load_model(run_dir / "model.keras")
+    from tfdock.data import load_mnist
+
+    data = load_mnist(mnist_dir)
+    _, accuracy = model.evaluate(data.x_test / 255.0, data.y_test, batch_size=512, verbose=0)
+    assert accuracy >= 0.93
+    assert abs(accuracy - metrics["test"]["accuracy"]) < 1e-3
+    assert not list(scratch.iterdir()), "workers leave no scratch files behind"
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
+    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfdock",
+            "multiworker",
+            "--workers",
+            "2",
+            "--epochs",
+            "50",
+            "--limit",
+            "20000",
+            "--data",
+            str(mnist_dir),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        seen, pid = [], None
+        for line in process.stdout:
+            seen.append(line)
+            if match := re.match(r"tfdock: worker 1 has pid (\d+)", line):
+                pid = int(match.group(1))
+            if line.startswith("[worker 1] Epoch 2/50"):
+                break
+        assert pid is not None, "".join(seen)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        elapsed = time.monotonic() - killed
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 2
+    assert elapsed < 60, f"the job took {elapsed:.0f} s to fail"
+    assert "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "tfdock: error: worker 1 was killed by SIGKILL; the job failed. Rerun with --resume "
+        )
+    )
+    assert "[worker 0] tfdock: error: worker 0 lost contact with another task" in out
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    assert json.loads((run_dir / "backup" / "state.json").read_text())["completed_epochs"] >= 1

@@ -1,0 +1,81 @@
+"""A run killed with SIGKILL mid-epoch resumes from its last completed epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+EPOCHS = 3
+
+
+def _wait_for_line(process, pattern, timeout):
+    """Read the process's output until a line matches; return everything read so far."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        seen.append(line)
+        if re.search(pattern, line):
+            return "".join(seen)
+        assert time.monotonic() < deadline, f"no {pattern!r} within {timeout} s:\n{''.join(seen)}"
+    raise AssertionError(f"the run ended before {pattern!r}:\n{''.join(seen)}")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
+    """kill -9 during epoch 2, then --resume: epochs 2..3 run once each, metrics cover 1..3."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One step per call makes an epoch long enough (seconds) to be killed in the middle of.
+    command = [sys.executable, "-m", "tfdock", "train", "--data", str(mnist_dir)]
+    first = subprocess.Popen(
+        [
+            *command,
+            "--epochs",
+            str(EPOCHS),
+            "--limit",
+            "30000",
+            "--steps-per-execution",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait_for_line(first, rf"^Epoch 2/{EPOCHS}$", timeout=300)
+        time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait()
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    state = json.loads((run_dir / "backup" / "state.json").read_text())
+    assert state["completed_epochs"] == 1, "the kill landed in the middle of epoch 2"
+
+    resumed = subprocess.run(
+        [*command, "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resuming after epoch 1 of {EPOCHS}" in resumed.stdout
+    started = re.findall(rf"^Epoch (\d)/{EPOCHS}$", resumed.stdout, re.MULTILINE)
+    assert started == ["2", "3"], "finished epochs are not repeated"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["epochs"][0] == state["epochs"][0], "epoch 1's numbers survive the kill"
+    assert metrics["resumed_after_epoch"] == 1
+    assert metrics["test"]["accuracy"] >= 0.95
+    assert not list(run_dir.rglob(".*.tmp*")), "no temporary files are left behind"
