@@ -215,6 +215,8 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
                 train_ds,
                 initial_epoch=progress.completed,
                 epochs=config.epochs,
+                # The dataset reshuffles itself each epoch; Keras's own flag is for arrays.
+                shuffle=False,
                 callbacks=callbacks,
                 verbose=verbose,
             )
@@ -248,8 +250,12 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=256, verbose=0)
 
     with atomic_path(run_dir / MODEL_FILE) as tmp:
-        model.save(_keras_name(tmp))
-        os.replace(_keras_name(tmp), tmp)
+        # Keras insists on the .keras suffix; the suffixed name is temporary too.
+        try:
+            model.save(_keras_name(tmp))
+            os.replace(_keras_name(tmp), tmp)
+        finally:
+            _keras_name(tmp).unlink(missing_ok=True)
 
     epochs = progress.epochs
     samples = len(x_train) * (config.epochs - resumed_after)
