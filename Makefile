@@ -7,19 +7,20 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3.11## the Python that makes .venv (must match the lock's)
 VENV ?= .venv## where the virtual environment lives
-EPOCHS ?= 5## epochs for `make train`
+EPOCHS ?= 5## epochs for `make train` and `make bench`
 BATCH_SIZE ?= 32## batch size for `make train`
 SEED ?= 42## random seed for `make train`
 RUNS ?= runs## where `make train` puts each run's folder
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
+BENCH_REPEATS ?= 3## runs of each side in `make bench` (the median is reported)
 
 export TFDOCK_DATA
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfdock-installed
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help setup lock lock-check train verify test lint clean clean-venv
+.PHONY: help setup lock lock-check train verify bench test lint clean clean-venv
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -47,12 +48,15 @@ train: $(STAMP) ## train the MNIST model; artifacts land in runs/
 verify: $(STAMP) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
 
+bench: $(STAMP) ## time the plain quickstart vs `tfdock train` side by side; JSON in bench-results/
+	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
+
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, hadolint and shellcheck, all from the lock
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/shellcheck scripts/*.sh .ci/run
 
 clean: ## remove caches and build leftovers (keeps .venv and runs/)
