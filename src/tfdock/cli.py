@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdock.train import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_EPOCHS,
+        DEFAULT_INTER_OP_THREADS,
         DEFAULT_INTRA_OP_THREADS,
         DEFAULT_OUTPUT_DIR,
         DEFAULT_SEED,
@@ -89,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_INTRA_OP_THREADS,
         metavar="N",
         help="threads inside one op; 0 = all cores "
+        "(default %(default)s, fastest for this small model)",
+    )
+    train.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=DEFAULT_INTER_OP_THREADS,
+        metavar="N",
+        help="ops run at once; 0 = TensorFlow's choice "
         "(default %(default)s, fastest for this small model)",
     )
     train.add_argument(
@@ -159,6 +168,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 output_dir=args.output_dir,
                 steps_per_execution=args.steps_per_execution,
                 intra_op_threads=args.intra_op_threads,
+                inter_op_threads=args.inter_op_threads,
                 limit=args.limit,
             )
         )
