@@ -10,13 +10,14 @@ MAKEFLAGS += --no-print-directory
 DEBIAN_PYTHON := $(wildcard /usr/bin/python3.11)
 PYTHON ?= $(or $(DEBIAN_PYTHON),python3.11)## the Python 3.11 that makes .venv (/usr/bin/python3.11 where it exists)
 VENV ?= .venv## where the virtual environment lives
-EPOCHS ?= 5## epochs for `make train`
+EPOCHS ?= 5## epochs for `make train` and `make bench`
 BATCH_SIZE ?= 32## batch size for `make train`
 SEED ?= 42## random seed for `make train`
 RUNS ?= runs## where `make train` puts each run's folder
 WORKERS ?= 2## local worker processes for `make train-multiworker`
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
+BENCH_REPEATS ?= 3## runs of each side in `make bench` (the median is reported)
 ENGINE ?= docker## container engine: docker or podman
 IMAGE ?= tfdock## image name; the targets tag IMAGE:cpu and IMAGE:gpu
 PORT ?= 8888## host port for JupyterLab, bound to 127.0.0.1
@@ -30,7 +31,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfdock-installed
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help setup lock lock-check train train-multiworker verify test lint clean clean-venv \
+.PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
 	doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu
 
 help: ## show this help
@@ -64,12 +65,15 @@ train-multiworker: $(STAMP) ## train as a real multi-worker job: WORKERS process
 verify: $(STAMP) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
 
+bench: $(STAMP) ## time the plain quickstart vs `tfdock train` side by side; JSON in bench-results/
+	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
+
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, hadolint and shellcheck, all from the lock
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/shellcheck scripts/*.sh .ci/run
 	$(BIN)/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
 

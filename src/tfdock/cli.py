@@ -168,6 +168,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from tfdock.train import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_EPOCHS,
+        DEFAULT_INTER_OP_THREADS,
         DEFAULT_INTRA_OP_THREADS,
         DEFAULT_OUTPUT_DIR,
         DEFAULT_SEED,
@@ -220,6 +221,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="threads inside one op; 0 = all cores "
         "(default %(default)s, fastest for this small model)",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=DEFAULT_INTER_OP_THREADS,
+        metavar="N",
+        help="ops run at once; 0 = TensorFlow's choice (default %(default)s, fastest for this "
+        "small model; multi-worker jobs always use TensorFlow's choice)",
     )
     parser.add_argument(
         "--limit",
@@ -299,6 +308,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         "output_dir": args.output_dir,
         "steps_per_execution": args.steps_per_execution,
         "intra_op_threads": args.intra_op_threads,
+        "inter_op_threads": args.inter_op_threads,
         "limit": args.limit,
         "deterministic": args.deterministic,
     }
@@ -350,6 +360,8 @@ def _worker_arguments(args: argparse.Namespace, config: TrainConfig) -> list[str
         str(config.steps_per_execution),
         "--intra-op-threads",
         str(config.intra_op_threads),
+        "--inter-op-threads",
+        str(config.inter_op_threads),
     ]
     if config.data is not None:
         arguments += ["--data", str(config.data)]
