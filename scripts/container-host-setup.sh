@@ -40,10 +40,14 @@ runtime = "runc"
 CONF
 fi
 
-if ! podman image exists "$base_image"; then
+# A base whose / is not world-readable (mktemp -d makes it 0700) breaks every
+# non-root user in images built on it: such a copy is made again.
+if ! podman image exists "$base_image" \
+   || ! podman run --rm --user 65534:65534 --network none "$base_image" /bin/true >/dev/null 2>&1; then
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' EXIT
   debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+  chmod 0755 "$rootfs"
   tar -C "$rootfs" -c . | podman import --quiet - "$base_image" >/dev/null
 fi
 echo "container-host-setup: podman $(podman version --format '{{.Client.Version}}') ready, base image $base_image present."
