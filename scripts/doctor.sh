@@ -19,7 +19,7 @@ report() {  # report ok|warn|FAIL NAME DETAIL [FIX]
 
 if ! command -v "$engine" >/dev/null 2>&1; then
   report FAIL engine "'$engine' is not installed" \
-    "install Docker (https://docs.docker.com/engine/install/) or Podman (apt-get install podman), or pass ENGINE=podman"
+    "install Docker (https://docs.docker.com/engine/install/) or Podman (apt-get install podman) and name it with ENGINE=docker or ENGINE=podman"
 elif ! version=$("$engine" version --format '{{.Client.Version}}' 2>/dev/null) || ! "$engine" info >/dev/null 2>&1; then
   report FAIL engine "'$engine' is installed but does not answer" \
     "start its daemon (systemctl start docker) or add your user to the docker group; with podman run 'podman info' to see why"
