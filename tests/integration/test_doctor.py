@@ -1,0 +1,50 @@
+"""`make doctor` checks the host for the container targets and says how to fix what fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.integration.containers import engine_or_skip
+
+
+def _doctor(repo_root, *args, engine):
+    return subprocess.run(
+        ["make", "-s", "-C", str(repo_root), "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ENGINE": engine},
+    )
+
+
+def test_missing_engine_fails_with_a_fix(repo_root):
+    """An engine that is not installed is one FAIL line followed by its fix, and exit non-zero."""
+    result = _doctor(repo_root, engine="no-such-engine")
+    assert result.returncode != 0
+    assert "FAIL  engine    'no-such-engine' is not installed" in result.stdout
+    assert "fix: install Docker" in result.stdout
+    assert "ok    cpu" in result.stdout
+
+
+def test_gpu_checks_without_a_driver_fail_with_a_fix(repo_root):
+    """GPU=1 on a host without the NVIDIA driver fails the gpu check and says what to install."""
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this host has an NVIDIA driver; the missing-driver message cannot be shown")
+    result = _doctor(repo_root, "GPU=1", engine="no-such-engine")
+    assert result.returncode != 0
+    assert "FAIL  gpu       no NVIDIA driver found (nvidia-smi is missing)" in result.stdout
+    assert "fix: install the NVIDIA driver" in result.stdout
+
+
+@pytest.mark.container
+def test_doctor_passes_with_a_working_engine(repo_root):
+    """With an engine that answers and room on disk, doctor passes."""
+    engine = engine_or_skip()
+    result = _doctor(repo_root, engine=engine)
+    assert result.returncode == 0, result.stdout
+    assert f"ok    engine    {engine}" in result.stdout
+    assert "doctor: the host is ready" in result.stdout
