@@ -48,6 +48,9 @@ if ((lab)); then
   port=${PORT:-8888}
   args+=(--publish "127.0.0.1:$port:8888" --env "JUPYTER_TOKEN=${JUPYTER_TOKEN:-}")
   set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
+else
+  # The image's health check watches the lab; a one-off command has none to watch.
+  args+=(--no-healthcheck)
 fi
 
 exec "$engine" "${args[@]}" "$image:$variant" "$@"
