@@ -55,8 +55,12 @@ def cpu_image(engine, repo_root) -> str:
     started = time.perf_counter()
     result = make(repo_root, "image", engine=engine, timeout=3600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    _TIMES["cpu_build_s"] = time.perf_counter() - started
-    _record("cpu_build_seconds", round(_TIMES["cpu_build_s"], 1))
+    elapsed = time.perf_counter() - started
+    if _install_step_cached(result.stdout + result.stderr):
+        _record("cpu_build_seconds", f"{elapsed:.1f} (the lock layer was cached already)")
+    else:
+        _TIMES["cpu_build_s"] = elapsed
+        _record("cpu_build_seconds", round(elapsed, 1))
     _record("cpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:cpu")))
     return f"{IMAGE}:cpu"
 
@@ -78,8 +82,24 @@ def gpu_image(engine, repo_root, cpu_image) -> str:
     return f"{IMAGE}:gpu"
 
 
+def _install_step_cached(build_log: str) -> bool:
+    """Say whether the build reused the layer that installs the lock."""
+    step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
+    return bool(step and "Using cache" in step.group(0))
+
+
+def _certificate_bodies(pem_text: str) -> list[str]:
+    """Return each PEM certificate's base64 body on one line."""
+    blocks = re.findall(
+        r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem_text, re.S
+    )
+    return ["".join(block.split()) for block in blocks]
+
+
 def _distributions(engine: str, image: str) -> dict[str, str]:
-    out = run(engine, "run", "--rm", image, "python", "-c", LIST_DISTRIBUTIONS).stdout
+    out = run(
+        engine, "run", "--rm", "--no-healthcheck", image, "python", "-c", LIST_DISTRIBUTIONS
+    ).stdout
     return json.loads(out)
 
 
@@ -126,7 +146,7 @@ def test_cpu_image_packages_equal_the_venv(engine, repo_root, cpu_image):
 
 def test_container_runs_as_non_root(engine, cpu_image):
     """The image's default user is not root."""
-    uid = run(engine, "run", "--rm", cpu_image, "id", "-u").stdout.strip()
+    uid = run(engine, "run", "--rm", "--no-healthcheck", cpu_image, "id", "-u").stdout.strip()
     assert uid != "0" and int(uid) >= 1000
 
 
@@ -157,18 +177,27 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
     ca_bundle = os.environ.get("CA_BUNDLE")
     if not ca_bundle:
         pytest.skip("CA_BUNDLE is not set: the build used no proxy CA secret to look for")
-    image_bundle = run(
-        engine, "run", "--rm", cpu_image, "cat", "/etc/ssl/certs/ca-certificates.crt"
+    # Every certificate the image trusts on its own: Debian's bundle and certifi's.
+    image_bundles = run(
+        engine,
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        cpu_image,
+        "sh",
+        "-c",
+        "cat /etc/ssl/certs/ca-certificates.crt "
+        "/opt/venv/lib/python3.11/site-packages/certifi/cacert.pem",
     ).stdout
-    host_certs = re.findall(
-        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
-        Path(ca_bundle).read_text(),
-        re.S,
-    )
+    image_keys = {body[:64] for body in _certificate_bodies(image_bundles)}
     # The certificates only the host trusts: the proxy's own CA among them.
-    private = [cert for cert in host_certs if cert not in image_bundle]
+    private = [
+        body
+        for body in _certificate_bodies(Path(ca_bundle).read_text())
+        if body[:64] not in image_keys
+    ]
     assert private, "the host bundle adds no certificate to the image's; nothing to look for"
-    needles = [cert.splitlines()[1].encode() for cert in private]
+    needles = [body[:64].encode() for body in private]
     archive = tmp_path / "image.tar"
     run(engine, "save", "--output", str(archive), cpu_image, timeout=900)
     with tarfile.open(archive) as outer:
@@ -179,7 +208,8 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
             if member.name.endswith(".tar") or data[257:262] == b"ustar":
                 with tarfile.open(fileobj=io.BytesIO(data)) as layer:
                     for entry in layer:
-                        assert "run/secrets" not in entry.name, entry.name
+                        # The engine may leave the empty mount point; never a file in it.
+                        assert not (entry.isfile() and "run/secrets/" in entry.name), entry.name
                         if entry.isfile() and entry.size < 5_000_000:
                             content = layer.extractfile(entry).read()
                             assert not any(n in content for n in needles), entry.name
@@ -212,11 +242,17 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
     result = make(context, "image", engine=engine, IMAGE=f"{IMAGE}-srcprobe")
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = result.stdout + result.stderr
-    install_step = re.search(
-        r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", log, re.S
-    )
-    assert install_step and "Using cache" in install_step.group(0), "the lock layer was rebuilt"
+    assert _install_step_cached(result.stdout + result.stderr), "the lock layer was rebuilt"
+    installed = run(
+        engine,
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        f"{IMAGE}-srcprobe:cpu",
+        "cat",
+        "/opt/venv/lib/python3.11/site-packages/tfdock/__init__.py",
+    ).stdout
+    assert "rebuild probe" in installed, "the changed source is in the rebuilt image"
     _record("src_change_rebuild_seconds", round(elapsed, 1))
     if "cpu_build_s" in _TIMES:
         _record("src_change_saved_seconds", round(_TIMES["cpu_build_s"] - elapsed, 1))
