@@ -138,11 +138,12 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
 def test_cli_reads_both_configs(repo_root):
     """The CLI reads the CPU and GPU configs; the GPU one asks for a GPU only where there is one."""
     cli = _cli()
+    engine = engine_or_skip()  # the CLI asks the engine whether the container exists already
     merged = {}
     for name, path in (("cpu", ".devcontainer/devcontainer.json"),
                        ("gpu", ".devcontainer/gpu/devcontainer.json")):  # fmt: skip
         result = subprocess.run(
-            [cli, "read-configuration", "--workspace-folder", str(repo_root),
+            [cli, "read-configuration", "--workspace-folder", str(repo_root), "--docker-path", engine,
              "--config", str(repo_root / path), "--include-merged-configuration"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -66,10 +66,14 @@ def engine() -> str:
 
 @pytest.fixture(scope="module")
 def lab_image(engine, repo_root) -> str:
-    """Build IMAGE:cpu with `make image` (a no-op when the image tests built it already)."""
+    """Build IMAGE:cpu with `make image`, or reuse it when TFDOCK_TEST_REUSE_IMAGE=1 and it exists."""
+    image = f"{IMAGE}:cpu"
+    reuse = os.environ.get("TFDOCK_TEST_REUSE_IMAGE") == "1"
+    if reuse and run(engine, "image", "exists", image, check=False).returncode == 0:
+        return image
     result = make(repo_root, "image", engine=engine, timeout=3600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return f"{IMAGE}:cpu"
+    return image
 
 
 @pytest.fixture(scope="module")
