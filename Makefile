@@ -27,12 +27,21 @@ USER_GID ?= 1000## gid of the image's user
 BUILD_FLAGS ?=## extra flags for the image build, e.g. --pull=never
 
 export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS
-BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfdock-installed
+# Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
+# build time, is the environment: the targets use it as it is and never create .venv.
+ifdef TFDOCK_IN_IMAGE
+BIN := /opt/venv/bin
+ENVIRONMENT :=
+else
+BIN := $(VENV)/bin
+ENVIRONMENT := $(STAMP)
+endif
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
 .PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
-	doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu
+	lab doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu \
+	docker-lab docker-lab-gpu
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -52,26 +61,29 @@ lock: $(STAMP) ## recompile requirements.txt and requirements-gpu.txt (needs the
 	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements.txt requirements.in
 	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements-gpu.txt requirements-gpu.in
 
-lock-check: $(STAMP) ## fail when a lock no longer matches its .in file
+lock-check: $(ENVIRONMENT) ## fail when a lock no longer matches its .in file
 	@$(BIN)/tfdock lock-check requirements.in requirements.txt
 	@$(BIN)/tfdock lock-check requirements-gpu.in requirements-gpu.txt
 
-train: $(STAMP) ## train the MNIST model; artifacts land in runs/
+train: $(ENVIRONMENT) ## train the MNIST model; artifacts land in runs/
 	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
 
-train-multiworker: $(STAMP) ## train as a real multi-worker job: WORKERS processes on loopback ports
+train-multiworker: $(ENVIRONMENT) ## train as a real multi-worker job: WORKERS processes on loopback ports
 	$(BIN)/tfdock multiworker --workers $(WORKERS) --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
 
-verify: $(STAMP) ## prove the environment matches the lock and TensorFlow trains
+verify: $(ENVIRONMENT) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
 
-bench: $(STAMP) ## time the plain quickstart vs `tfdock train` side by side; JSON in bench-results/
+lab: $(ENVIRONMENT) ## start JupyterLab on 127.0.0.1:PORT; prints the URL with its token
+	@$(BIN)/tfdock lab --port $(PORT)
+
+bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` side by side; JSON in bench-results/
 	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
 
-test: $(STAMP) ## run the whole test suite
+test: $(ENVIRONMENT) ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff, hadolint and shellcheck, all from the lock
+lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/shellcheck scripts/*.sh .ci/run
@@ -97,6 +109,12 @@ docker-train: ## train in the CPU image; runs/ lands on the host, owned by you
 
 docker-train-gpu: ## train in the GPU image with the GPU passed through
 	@scripts/container-run.sh gpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+docker-lab: ## JupyterLab in the CPU image on 127.0.0.1:PORT, workspace mounted; prints the URL
+	@scripts/container-run.sh cpu --lab
+
+docker-lab-gpu: ## JupyterLab in the GPU image, GPU passed through
+	@scripts/container-run.sh gpu --lab
 
 clean: ## remove caches and build leftovers (keeps .venv and runs/)
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts

@@ -46,8 +46,19 @@ if [[ "$variant" == gpu ]]; then
 fi
 if ((lab)); then
   port=${PORT:-8888}
-  args+=(--publish "127.0.0.1:$port:8888" --env "JUPYTER_TOKEN=${JUPYTER_TOKEN:-}")
+  if [[ ! "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+    echo "container-run: PORT=$port is not a TCP port; choose one from 1 to 65535, e.g. 'make docker-lab PORT=8890'." >&2
+    exit 2
+  fi
+  # The engine's own message for a taken port is a long wrapped error: say it in one sentence.
+  if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "container-run: port $port on 127.0.0.1 is already in use (another JupyterLab?): stop that program or choose another port, e.g. 'make docker-lab PORT=$((port + 1))'." >&2
+    exit 1
+  fi
+  name="${image##*/}-lab-$port"
+  args+=(--name "$name" --publish "127.0.0.1:$port:8888" --env "JUPYTER_TOKEN=${JUPYTER_TOKEN:-}")
   set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
+  echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
 else
   # The image's health check watches the lab; a one-off command has none to watch.
   args+=(--no-healthcheck)

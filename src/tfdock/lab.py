@@ -49,6 +49,8 @@ def lab_command(ip: str, port: int, token: str, root_dir: Path) -> list[str]:
         f"--ServerApp.root_dir={root_dir}",
         f"--IdentityProvider.token={token}",
         "--ServerApp.allow_remote_access=True",
+        # Ctrl-C in a terminal stops the lab at once instead of asking "Shut down (y/[n])?".
+        "--ServerApp.answer_yes=True",
         # Root only where the caller is root already (a root host running --user 0).
         f"--ServerApp.allow_root={os.geteuid() == 0}",
     ]

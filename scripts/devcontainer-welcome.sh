@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The dev container's postCreateCommand: prove the container is the lock's environment
+# (`make verify`), check the workspace is writable, and say what to run next.
+set -euo pipefail
+
+if ! touch .tfdock-write-probe 2>/dev/null; then
+  echo "tfdock: the workspace $PWD is not writable by $(id -un) (uid $(id -u)); it is owned by uid $(stat -c %u .): open the folder as a non-root user that owns it (the dev container then takes your uid), or give it to uid $(id -u) with 'chown -R $(id -u):$(id -g)' on the host." >&2
+  exit 1
+fi
+rm -f .tfdock-write-probe
+
+make verify
+
+cat <<'NEXT'
+
+tfdock: the dev container is ready (the lock's environment is /opt/venv). Next:
+  make train EPOCHS=1            train MNIST; the run lands in runs/ (TFDOCK_DATA=... for offline data)
+  make lab                       JupyterLab on port 8888 (forwarded); open the URL it prints
+  notebooks/quickstart.ipynb     the TensorFlow quickstart, step by step (open it here or in the lab)
+  make help                      every target
+NEXT

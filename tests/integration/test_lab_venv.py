@@ -1,0 +1,51 @@
+"""`make lab` from the venv: URL with a token, the token required, one sentence for a busy port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+from tests.integration.containers import ARTIFACTS
+from tests.integration.lab_helpers import URL_LINE, free_port, http_status, start_make_lab
+
+
+def test_make_lab_prints_url_with_token_and_requires_it(repo_root):
+    """`make lab` prints http://127.0.0.1:PORT/lab?token=...; the API needs that token; Ctrl-C stops it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    lab = start_make_lab(repo_root, "lab", ARTIFACTS / "make-lab.log")
+    try:
+        lab.wait_until_answering(timeout=120)
+        url = URL_LINE.search(lab.output()).group(1)
+        assert url == f"http://127.0.0.1:{lab.port}/lab?token={lab.token}"
+        assert http_status(f"{lab.base}/api/contents?token={lab.token}") == 200
+        assert http_status(f"{lab.base}/api/contents") == 403
+        assert http_status(f"{lab.base}/api/contents?token=wrong{lab.token}") == 403
+        lab.interrupt()
+        lab.process.wait(timeout=10)
+        assert http_status(f"{lab.base}/api") == 0, "the lab still answers after Ctrl-C"
+    finally:
+        lab.kill()
+
+
+def test_make_lab_on_busy_port_says_one_sentence(repo_root):
+    """With PORT taken, `make lab` fails with one sentence naming the port and the fix, no traceback."""
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        started = time.monotonic()
+        result = subprocess.run(
+            ["make", "-C", str(repo_root), "lab", f"PORT={port}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("make")]
+    assert errors == [
+        f"tfdock: error: port {port} on 127.0.0.1 is already in use (another JupyterLab?): stop "
+        f"that program or choose another port, e.g. `make lab PORT={port + 1}`."
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert time.monotonic() - started < 60
