@@ -5,10 +5,14 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 MAKEFLAGS += --no-print-directory
 
-# Debian bookworm's python3.11 (3.11.2) is the images' Python: the lock is compiled with it
-# so that it installs on every 3.11 patch release from there on.
-DEBIAN_PYTHON := $(wildcard /usr/bin/python3.11)
-PYTHON ?= $(or $(DEBIAN_PYTHON),python3.11)## the Python 3.11 that makes .venv (/usr/bin/python3.11 where it exists)
+PYTHON ?= python3.11## the Python 3.11 that makes .venv (/usr/bin/python3.11 first where it exists)
+# Debian bookworm's python3.11 (3.11.2) is the images' Python: the lock is compiled
+# with it so that it installs on every 3.11 patch release from there on.
+ifeq ($(origin PYTHON),file)
+ifneq ($(wildcard /usr/bin/python3.11),)
+PYTHON := /usr/bin/python3.11
+endif
+endif
 VENV ?= .venv## where the virtual environment lives
 EPOCHS ?= 5## epochs for `make train` and `make bench`
 BATCH_SIZE ?= 32## batch size for `make train`
