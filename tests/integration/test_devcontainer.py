@@ -119,7 +119,7 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
         # the kit's config stays right for Docker and rootless Podman.
         settings = _jsonc(config)
         settings["runArgs"] = [*settings.get("runArgs", []), "--userns=host"]
-        config = config.with_name("rootful-podman.json")
+        # The CLI accepts only the name devcontainer.json: rewrite the copy's own.
         config.write_text(json.dumps(settings, indent=2))
     env = {"BUILDAH_FORMAT": "docker"}  # Podman: keep the image's HEALTHCHECK and SHELL
     container = DevContainer(cli, engine, workspace, config, f"tfdock.test={uuid.uuid4().hex}")
