@@ -348,6 +348,8 @@ def _training_dataset(
         .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
         .batch(count)  # one element: this epoch's order
         .flat_map(one_epoch)
+        # flat_map hides the length; Keras needs it to count the steps right.
+        .apply(tf.data.experimental.assert_cardinality(-(-count // batch)))
         .prefetch(PREFETCH_BATCHES)
         .with_options(options)
     )
