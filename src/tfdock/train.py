@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,6 @@ class TrainConfig:
     """auto, one-device, mirrored or multi-worker (tf.distribute)."""
     deterministic: bool = False
     """Turn on TensorFlow's op determinism: same seed, same machine, same bits."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Refuse settings that cannot train, with the flag to fix."""
@@ -393,8 +391,3 @@ def _plot_curves(epochs: list[dict[str, Any]], test_accuracy: float, target: Pat
     with atomic_path(target) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """Return a finished run's metrics.json."""
-    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
