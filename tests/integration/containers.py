@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +12,9 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+IMAGE = os.environ.get("IMAGE", "tfdock")
+# Seconds of a cold `make image` (the lock layer built, not cached), when this session did one.
+COLD_BUILD: dict[str, float] = {}
 
 
 def engine_or_skip() -> str:
@@ -60,3 +65,18 @@ def free_disk_gb(engine: str) -> float:
         root = run(engine, "info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
     root_path = Path(root) if Path(root).exists() else Path("/")
     return shutil.disk_usage(root_path).free / 1e9
+
+
+def record_artifact(file_name: str, name: str, value) -> None:
+    """Add one measured figure to test-artifacts/FILE_NAME (a JSON object)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / file_name
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = value
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def install_step_cached(build_log: str) -> bool:
+    """Say whether an image build reused the layer that installs the lock."""
+    step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
+    return bool(step and "Using cache" in step.group(0))

@@ -15,54 +15,29 @@ from pathlib import Path
 import pytest
 
 from tests.integration.containers import (
-    ARTIFACTS,
-    engine_or_skip,
+    COLD_BUILD,
+    IMAGE,
     free_disk_gb,
     image_size_mb,
+    install_step_cached,
     make,
+    record_artifact,
     run,
 )
 from tfdock.lock import installed_distributions, read_lock
 
 pytestmark = pytest.mark.container
 
-IMAGE = os.environ.get("IMAGE", "tfdock")
 GPU_DISK_GB = 25
 LIST_DISTRIBUTIONS = (
     "import json, importlib.metadata as m, re; "
     "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
     "for d in m.distributions()}))"
 )
-_TIMES: dict[str, float] = {}
 
 
 def _record(name: str, value) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "images.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = value
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-@pytest.fixture(scope="session")
-def engine() -> str:
-    return engine_or_skip()
-
-
-@pytest.fixture(scope="session")
-def cpu_image(engine, repo_root) -> str:
-    """Build IMAGE:cpu with `make image`, as a user would."""
-    started = time.perf_counter()
-    result = make(repo_root, "image", engine=engine, timeout=3600)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    elapsed = time.perf_counter() - started
-    if _install_step_cached(result.stdout + result.stderr):
-        _record("cpu_build_seconds", f"{elapsed:.1f} (the lock layer was cached already)")
-    else:
-        _TIMES["cpu_build_s"] = elapsed
-        _record("cpu_build_seconds", round(elapsed, 1))
-    _record("cpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:cpu")))
-    return f"{IMAGE}:cpu"
+    record_artifact("images.json", name, value)
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +55,6 @@ def gpu_image(engine, repo_root, cpu_image) -> str:
     _record("gpu_build_seconds", round(time.perf_counter() - started, 1))
     _record("gpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:gpu")))
     return f"{IMAGE}:gpu"
-
-
-def _install_step_cached(build_log: str) -> bool:
-    """Say whether the build reused the layer that installs the lock."""
-    step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
-    return bool(step and "Using cache" in step.group(0))
 
 
 def _certificate_bodies(pem_text: str) -> list[str]:
@@ -242,7 +211,7 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
     result = make(context, "image", engine=engine, IMAGE=f"{IMAGE}-srcprobe")
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _install_step_cached(result.stdout + result.stderr), "the lock layer was rebuilt"
+    assert install_step_cached(result.stdout + result.stderr), "the lock layer was rebuilt"
     installed = run(
         engine,
         "run",
@@ -254,8 +223,8 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
     ).stdout
     assert "rebuild probe" in installed, "the changed source is in the rebuilt image"
     _record("src_change_rebuild_seconds", round(elapsed, 1))
-    if "cpu_build_s" in _TIMES:
-        _record("src_change_saved_seconds", round(_TIMES["cpu_build_s"] - elapsed, 1))
+    if "cpu" in COLD_BUILD:
+        _record("src_change_saved_seconds", round(COLD_BUILD["cpu"] - elapsed, 1))
     run(engine, "rmi", f"{IMAGE}-srcprobe:cpu", check=False)
 
 

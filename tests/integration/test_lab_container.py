@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import socket
 import subprocess
@@ -13,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.containers import ARTIFACTS, engine_or_skip, make, run
+from tests.integration.containers import ARTIFACTS, IMAGE, make, record_artifact, run
 from tests.integration.lab_helpers import (
     URL_LINE,
     free_port,
@@ -24,7 +22,6 @@ from tests.integration.lab_helpers import (
 
 pytestmark = pytest.mark.container
 
-IMAGE = os.environ.get("IMAGE", "tfdock")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -40,11 +37,7 @@ CHROMIUM_FLAGS = [
 
 
 def _record(name: str, value) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "lab.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = value
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    record_artifact("lab.json", name, value)
 
 
 def _started_at(engine: str, name: str) -> float:
@@ -60,24 +53,7 @@ def _started_at(engine: str, name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def engine() -> str:
-    return engine_or_skip()
-
-
-@pytest.fixture(scope="module")
-def lab_image(engine, repo_root) -> str:
-    """Build IMAGE:cpu with `make image`, or reuse it when TFDOCK_TEST_REUSE_IMAGE=1 and it exists."""
-    image = f"{IMAGE}:cpu"
-    reuse = os.environ.get("TFDOCK_TEST_REUSE_IMAGE") == "1"
-    if reuse and run(engine, "image", "exists", image, check=False).returncode == 0:
-        return image
-    result = make(repo_root, "image", engine=engine, timeout=3600)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return image
-
-
-@pytest.fixture(scope="module")
-def docker_lab(engine, repo_root, lab_image):
+def docker_lab(engine, repo_root, cpu_image):
     """`make docker-lab` on a free port, waited for until its API answers, always removed."""
     ARTIFACTS.mkdir(exist_ok=True)
     lab = start_make_lab(repo_root, "docker-lab", ARTIFACTS / "docker-lab.log", ENGINE=engine)
@@ -157,7 +133,7 @@ def test_browser_shows_the_jupyterlab_shell(docker_lab):
     print(f"screenshot: {screenshot}")
 
 
-def test_docker_lab_on_busy_port_says_one_sentence(engine, repo_root, lab_image):
+def test_docker_lab_on_busy_port_says_one_sentence(engine, repo_root, cpu_image):
     """With PORT taken on the host, `make docker-lab` fails with one sentence, starting nothing."""
     port = free_port()
     with socket.socket() as holder:
@@ -174,7 +150,7 @@ def test_docker_lab_on_busy_port_says_one_sentence(engine, repo_root, lab_image)
     assert run(engine, "container", "exists", name, check=False).returncode == 1
 
 
-def test_ctrl_c_stops_docker_lab_at_once(engine, repo_root, lab_image):
+def test_ctrl_c_stops_docker_lab_at_once(engine, repo_root, cpu_image):
     """Ctrl-C on `make docker-lab` closes the lab within 3 s and leaves no container behind."""
     lab = start_make_lab(
         repo_root, "docker-lab", ARTIFACTS / "docker-lab-ctrl-c.log", ENGINE=engine

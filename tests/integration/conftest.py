@@ -1,0 +1,40 @@
+"""Fixtures shared by the container tests: the engine and the CPU image, built once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.containers import (
+    COLD_BUILD,
+    IMAGE,
+    engine_or_skip,
+    image_size_mb,
+    install_step_cached,
+    make,
+    record_artifact,
+)
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    return engine_or_skip()
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine, repo_root) -> str:
+    """Build IMAGE:cpu with `make image`, as a user would, once per test session."""
+    started = time.perf_counter()
+    result = make(repo_root, "image", engine=engine, timeout=3600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    elapsed = time.perf_counter() - started
+    if install_step_cached(result.stdout + result.stderr):
+        record_artifact(
+            "images.json", "cpu_build_seconds", f"{elapsed:.1f} (the lock layer was cached already)"
+        )
+    else:
+        COLD_BUILD["cpu"] = elapsed
+        record_artifact("images.json", "cpu_build_seconds", round(elapsed, 1))
+    record_artifact("images.json", "cpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:cpu")))
+    return f"{IMAGE}:cpu"
