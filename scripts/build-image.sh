@@ -15,7 +15,7 @@ if [[ ! -f "$dockerfile" ]]; then
   exit 2
 fi
 if ! command -v "$engine" >/dev/null 2>&1; then
-  echo "build-image: the container engine '$engine' is not installed; install Docker or Podman, or pass ENGINE=podman (see 'make doctor')." >&2
+  echo "build-image: the container engine '$engine' is not installed; install Docker or Podman and name it with ENGINE=docker or ENGINE=podman (see 'make doctor')." >&2
   exit 1
 fi
 

@@ -16,13 +16,13 @@ if [[ "${1:-}" == "--lab" ]]; then
 fi
 
 if ! command -v "$engine" >/dev/null 2>&1; then
-  echo "container-run: the container engine '$engine' is not installed; install Docker or Podman, or pass ENGINE=podman (see 'make doctor')." >&2
+  echo "container-run: the container engine '$engine' is not installed; install Docker or Podman and name it with ENGINE=docker or ENGINE=podman (see 'make doctor')." >&2
   exit 1
 fi
 if ! "$engine" image inspect "$image:$variant" >/dev/null 2>&1; then
   target=image
   [[ "$variant" == gpu ]] && target="image-gpu"
-  echo "container-run: the image $image:$variant does not exist yet; build it with 'make $target ENGINE=$engine'." >&2
+  echo "container-run: the image $image:$variant does not exist yet; build it with 'make $target ENGINE=$engine IMAGE=$image'." >&2
   exit 1
 fi
 
