@@ -149,6 +149,7 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
         resolve_strategy,
         skip_symbolic_build_reduce,
     )
+    from tfdock.graph_loop import fit_in_graph, unsupported_reason
     from tfdock.model import build_model, compile_model
     from tfdock.verify import environment_receipt
 
@@ -178,19 +179,7 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     # Scale once, in float32, the dtype the model computes in.
     x_train = x_train.astype(np.float32) / 255.0
     x_test = dataset.x_test.astype(np.float32) / 255.0
-    train_ds = _training_dataset(
-        tf, x_train, y_train.astype(np.int32), config, global_batch, shard_by_data=multi_worker
-    )
-
-    config_record.update(
-        train_samples=len(x_train),
-        strategy_used=resolved,
-        replicas=replicas,
-        global_batch_size=global_batch,
-        steps_per_execution_used=steps_per_execution,
-    )
-    if is_chief and progress.completed == 0:
-        write_json(run_dir / CONFIG_FILE, config_record)
+    y_train = y_train.astype(np.int32)
 
     with strategy.scope():
         model_class = multi_worker_model_class() if multi_worker else None
@@ -200,6 +189,21 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
             model.load_weights(progress.weights)
     if multi_worker:
         skip_symbolic_build_reduce(model)
+    # The graph loop is fit's math without fit's per-step overhead (graph_loop.py);
+    # what it cannot do exactly as fit would (tf.distribute) goes to fit.
+    fit_reason = unsupported_reason(model, replicas)
+    training_loop = "keras-fit" if fit_reason else "graph"
+
+    config_record.update(
+        train_samples=len(x_train),
+        strategy_used=resolved,
+        replicas=replicas,
+        global_batch_size=global_batch,
+        steps_per_execution_used=steps_per_execution,
+        training_loop=training_loop,
+    )
+    if is_chief and progress.completed == 0:
+        write_json(run_dir / CONFIG_FILE, config_record)
     epoch_seconds: list[float] = []
     # Saving is collective under multi-worker: workers save into a scratch folder
     # that is removed when they finish, so they leave nothing behind.
@@ -215,7 +219,8 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     print(
         f"tfdock: training on {len(x_train)} images from {dataset.source}, "
         f"{config.epochs} epochs; strategy {resolved}{role}: {replicas} replica(s) x batch "
-        f"{config.batch_size} = global batch {global_batch}; run directory {run_dir}",
+        f"{config.batch_size} = global batch {global_batch}; "
+        f"loop {training_loop}{f' ({fit_reason})' if fit_reason else ''}; run directory {run_dir}",
         flush=True,
     )
     if progress.completed:
@@ -228,15 +233,31 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     started = time.perf_counter()
     try:
         with strategy.scope():
-            model.fit(
-                train_ds,
-                initial_epoch=progress.completed,
-                epochs=config.epochs,
-                # The dataset reshuffles itself each epoch; Keras's own flag is for arrays.
-                shuffle=False,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
+            if fit_reason is None:
+                fit_in_graph(
+                    model,
+                    x_train,
+                    y_train,
+                    epochs=config.epochs,
+                    initial_epoch=progress.completed,
+                    batch_size=global_batch,
+                    seed=config.seed,
+                    steps_per_execution=steps_per_execution,
+                    callbacks=callbacks,
+                    verbose=verbose,
+                )
+            else:
+                model.fit(
+                    _training_dataset(
+                        tf, x_train, y_train, config, global_batch, shard_by_data=multi_worker
+                    ),
+                    initial_epoch=progress.completed,
+                    epochs=config.epochs,
+                    # The dataset reshuffles itself each epoch; Keras's own flag is for arrays.
+                    shuffle=False,
+                    callbacks=callbacks,
+                    verbose=verbose,
+                )
         fit_seconds = time.perf_counter() - started
         # Reading the weights is collective under multi-worker too: every worker reads.
         if multi_worker:
