@@ -39,13 +39,19 @@ _DROPOUT = 1
 _SEED_RANGE = 2**30
 
 
-def unsupported_reason(model: Any, replicas: int) -> str | None:
-    """Return why the graph loop cannot train ``model`` exactly as fit would, or None."""
+def unsupported_reason(model: Any, strategy: Any) -> str | None:
+    """Return why the graph loop cannot train ``model`` exactly as fit would, or None.
+
+    ``strategy`` is the run's tf.distribute strategy: the loop runs under the
+    default one or OneDeviceStrategy, whose variables are plain variables.
+    """
     import keras
+    import tensorflow as tf
 
     optimizer = model.optimizer
-    if replicas != 1:
-        return f"{replicas} replicas (tf.distribute needs Keras fit)"
+    default = tf.distribute.get_strategy()  # called outside any scope: the default
+    if strategy is not default and not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return f"{type(strategy).__name__} runs through Keras fit"
     if type(optimizer) is not keras.optimizers.Adam:
         return f"optimizer {type(optimizer).__name__} (only plain Adam is fused)"
     extras = {
@@ -88,7 +94,6 @@ def fit_in_graph(
     by batch size) and ``accuracy``, as Keras computes them.
     """
     import keras
-    import numpy as np
     import tensorflow as tf
 
     count = len(x)
@@ -107,15 +112,6 @@ def fit_in_graph(
         if getattr(layer, "seed_generator", None) is not None
     ]
     images, labels = tf.constant(x), tf.constant(y)
-
-    def epoch_seed(epoch: int, *purpose: int) -> Any:
-        state = np.random.SeedSequence([seed, epoch, *purpose]).generate_state(2, np.uint64)
-        return (state % _SEED_RANGE).astype(np.int64)
-
-    @tf.function
-    def shuffled(order_seed: Any) -> Any:
-        order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=order_seed)
-        return tf.gather(images, order), tf.gather(labels, order)
 
     def one_step(x_batch: Any, y_batch: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
@@ -180,11 +176,12 @@ def fit_in_graph(
     logs: dict[str, float] = {}
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
-        x_epoch, y_epoch = shuffled(tf.constant(epoch_seed(epoch, _SHUFFLE)))
+        order = epoch_order(count, seed, epoch)
+        x_epoch, y_epoch = tf.gather(images, order), tf.gather(labels, order)
         # Keras's dropout draws its masks from each layer's seed state; starting
         # every epoch from a state fixed by (seed, epoch) makes resumes replay exactly.
         for index, state in enumerate(dropout_states):
-            state.assign(epoch_seed(epoch, _DROPOUT, index))
+            state.assign(epoch_seed(seed, epoch, _DROPOUT, index))
         loss_total = correct_total = 0.0
         for first in range(0, steps, steps_per_execution):
             last = min(first + steps_per_execution, steps)
@@ -204,6 +201,23 @@ def fit_in_graph(
             break
     callback_list.on_train_end(logs)
     return logs
+
+
+def epoch_seed(seed: int, epoch: int, *purpose: int) -> Any:
+    """Return the int64 seed pair for one use of randomness in one epoch of a seeded run."""
+    import numpy as np
+
+    state = np.random.SeedSequence([seed, epoch, *purpose]).generate_state(2, np.uint64)
+    return (state % _SEED_RANGE).astype(np.int64)
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> Any:
+    """Return the order in which the graph loop visits ``count`` samples in ``epoch``."""
+    import tensorflow as tf
+
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(count), seed=tf.constant(epoch_seed(seed, epoch, _SHUFFLE))
+    )
 
 
 def _tf_variable(variable: Any) -> Any:

@@ -191,7 +191,7 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
         skip_symbolic_build_reduce(model)
     # The graph loop is fit's math without fit's per-step overhead (graph_loop.py);
     # what it cannot do exactly as fit would (tf.distribute) goes to fit.
-    fit_reason = unsupported_reason(model, replicas)
+    fit_reason = unsupported_reason(model, strategy)
     training_loop = "keras-fit" if fit_reason else "graph"
 
     config_record.update(
