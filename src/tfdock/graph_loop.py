@@ -5,7 +5,8 @@ step also runs Keras Adam's update as about 20 separate ops per weight, two
 metric trackers and the input iterator. Here each call into the graph runs
 ``steps_per_execution`` steps of a ``tf.while_loop`` whose body is:
 
-- the batch, sliced from this epoch's shuffled copy of the training set;
+- the batch, gathered from the training set by this epoch's order (gathering
+  32 rows per step is cheaper than copying the whole shuffled set per epoch);
 - the forward pass through the Keras model itself (``model(x, training=True)``,
   so dropout is Keras's own) and the compiled loss;
 - the gradients, and Adam's update of the model's own compiled optimizer, as one
@@ -32,8 +33,8 @@ from typing import Any
 
 # What each epoch's random numbers are drawn for: hashed with (seed, epoch) so
 # that no two uses, epochs or layers share a stream.
-_SHUFFLE = 0
-_DROPOUT = 1
+SHUFFLE_STREAM = 0
+DROPOUT_STREAM = 1
 # Keras folds seed states into int32 (TensorFlow's stateless ops need that);
 # staying below 2**30 leaves room for one increment per step.
 _SEED_RANGE = 2**30
@@ -142,12 +143,13 @@ def fit_in_graph(
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, y_batch), tf.float32))
         return loss, correct
 
-    @tf.function
-    def run_steps(x_epoch: Any, y_epoch: Any, first: Any, last: Any) -> Any:
+    @tf.function(autograph=False)
+    def run_steps(order: Any, first: Any, last: Any) -> Any:
         def body(step: Any, loss_sum: Any, correct_sum: Any) -> Any:
             begin = step * batch_size
             end = tf.minimum(begin + batch_size, count)
-            loss, correct = one_step(x_epoch[begin:end], y_epoch[begin:end])
+            batch = order[begin:end]
+            loss, correct = one_step(tf.gather(images, batch), tf.gather(labels, batch))
             return (
                 step + 1,
                 loss_sum + loss * tf.cast(end - begin, tf.float32),
@@ -177,18 +179,15 @@ def fit_in_graph(
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
         order = epoch_order(count, seed, epoch)
-        x_epoch, y_epoch = tf.gather(images, order), tf.gather(labels, order)
         # Keras's dropout draws its masks from each layer's seed state; starting
         # every epoch from a state fixed by (seed, epoch) makes resumes replay exactly.
         for index, state in enumerate(dropout_states):
-            state.assign(epoch_seed(seed, epoch, _DROPOUT, index))
+            state.assign(epoch_seed(seed, epoch, DROPOUT_STREAM, index))
         loss_total = correct_total = 0.0
         for first in range(0, steps, steps_per_execution):
             last = min(first + steps_per_execution, steps)
             callback_list.on_train_batch_begin(first)
-            loss_sum, correct_sum = run_steps(
-                x_epoch, y_epoch, tf.constant(first), tf.constant(last)
-            )
+            loss_sum, correct_sum = run_steps(order, tf.constant(first), tf.constant(last))
             loss_total += float(loss_sum)
             correct_total += float(correct_sum)
             seen = min(last * batch_size, count)
@@ -216,7 +215,7 @@ def epoch_order(count: int, seed: int, epoch: int) -> Any:
     import tensorflow as tf
 
     return tf.random.experimental.stateless_shuffle(
-        tf.range(count), seed=tf.constant(epoch_seed(seed, epoch, _SHUFFLE))
+        tf.range(count), seed=tf.constant(epoch_seed(seed, epoch, SHUFFLE_STREAM))
     )
 
 
