@@ -29,6 +29,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Describe the subcommands and their flags."""
     from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES
+    from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
     from tfdock.lab import DEFAULT_IP, DEFAULT_PORT
     from tfdock.launch import DEFAULT_WORKERS
 
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_STRATEGY,
         help="tf.distribute strategy: auto = multi-worker when TF_CONFIG names a cluster, "
         "mirrored when more than one GPU is visible, else the default (default %(default)s)",
+    )
+    train.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=DEFAULT_LOOP,
+        help="auto = tfdock's graph loop (fit's math, faster) where it is exact, else Keras "
+        "fit; fit = always Keras fit, to compare (default %(default)s)",
     )
     place = train.add_mutually_exclusive_group()
     place.add_argument(
@@ -314,6 +322,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     }
     if getattr(args, "strategy", None) is not None:
         flags["strategy"] = args.strategy
+    if getattr(args, "loop", None) is not None:
+        flags["loop"] = args.loop
     if args.command == "multiworker":
         flags["strategy"] = "multi-worker"
     if args.resume is None:

@@ -16,6 +16,7 @@ from tfdock._files import atomic_path, write_json
 from tfdock.data import load_mnist
 from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, read_cluster
 from tfdock.errors import TfdockError
+from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
 from tfdock.resume import claim_run_dir, epoch_backup
 
 DEFAULT_EPOCHS = 5
@@ -24,7 +25,8 @@ DEFAULT_SEED = 42
 DEFAULT_OUTPUT_DIR = Path("runs")
 # Training steps run per call into the TensorFlow graph. Same math (one
 # optimizer step per batch of 32); it only removes the Python round trip per
-# step that dominates this small model's time. Chosen by `make bench`.
+# step that dominates this small model's time, and the progress display is
+# updated once per call. Chosen by `make bench`.
 DEFAULT_STEPS_PER_EXECUTION = 100
 # Threads inside one TensorFlow op. This model's ops are tiny (a 32x784 by
 # 784x128 matmul at most): splitting them across threads costs more than it
@@ -34,10 +36,11 @@ DEFAULT_INTRA_OP_THREADS = 1
 # little to overlap, and handing ops between threads costs more than it wins:
 # measured 9% faster fit and 22% less CPU with 1 than with TensorFlow's default.
 DEFAULT_INTER_OP_THREADS = 1
-# The input pipeline (see `_training_dataset`) gathers each epoch's shuffled
-# copy once and slices batches from it: one small job for one private thread.
-# tf.data's autotuner would start more threads, and on a 2-core machine they
-# take turns with training itself (measured: ~20% slower fit with autotune).
+# Runs that go through Keras fit (tf.distribute strategies; see graph_loop.py
+# for the others) get their batches from `_training_dataset`: it gathers each
+# epoch's shuffled copy once and slices batches from it, one small job for one
+# private thread. tf.data's autotuner would start more threads, and on a 2-core
+# machine they take turns with training itself (~20% slower fit with autotune).
 DATA_THREADS = 1
 PREFETCH_BATCHES = 4
 
@@ -68,6 +71,8 @@ class TrainConfig:
     """auto, one-device, mirrored or multi-worker (tf.distribute)."""
     deterministic: bool = False
     """Turn on TensorFlow's op determinism: same seed, same machine, same bits."""
+    loop: str = DEFAULT_LOOP
+    """auto (the graph loop where it is exact, else Keras fit) or fit."""
 
     def validate(self) -> None:
         """Refuse settings that cannot train, with the flag to fix."""
@@ -83,6 +88,8 @@ class TrainConfig:
                 f"--limit {self.limit} is smaller than one batch ({self.batch_size}); "
                 "raise it or leave it out to use all training images."
             )
+        if self.loop not in LOOPS:
+            raise TfdockError(f"--loop must be one of {', '.join(LOOPS)}, not {self.loop!r}.")
         if self.strategy not in STRATEGIES:
             raise TfdockError(
                 f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
@@ -191,7 +198,7 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
         skip_symbolic_build_reduce(model)
     # The graph loop is fit's math without fit's per-step overhead (graph_loop.py);
     # what it cannot do exactly as fit would (tf.distribute) goes to fit.
-    fit_reason = unsupported_reason(model, strategy)
+    fit_reason = "--loop fit" if config.loop == "fit" else unsupported_reason(model, strategy)
     training_loop = "keras-fit" if fit_reason else "graph"
 
     config_record.update(
