@@ -1,8 +1,9 @@
 """Time the plain quickstart and `tfdock train` side by side on the same data: `make bench`.
 
-Each training run is a fresh process; the two sides alternate (baseline first,
-then tfdock first, ...) so both see the same machine load, and the median of
-the repeats is reported. Also timed: `tfdock verify`, `import tensorflow` and a
+Each training run is a fresh process. Three sides take turns, each first in
+turn, so all see the same machine load: the baseline, `tfdock train`, and
+`tfdock train --loop fit` (tfdock's other levers under Keras fit, to show what
+the graph loop adds). The median of the repeats is reported. Also timed: `tfdock verify`, `import tensorflow` and a
 no-op `make setup`. The figures go to bench-results/bench-<UTC time>.json.
 """
 
@@ -35,6 +36,9 @@ IMPORT_TENSORFLOW = (
 )
 BASELINE = "quickstart baseline"
 TFDOCK = "tfdock train"
+# tfdock's other levers without its graph loop: what the loop itself adds.
+TFDOCK_FIT = "tfdock train --loop fit"
+SIDES = (BASELINE, TFDOCK, TFDOCK_FIT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,21 +81,22 @@ def run_bench(
     output_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     load_before = os.getloadavg()[0]
-    runs: dict[str, list[dict[str, Any]]] = {BASELINE: [], TFDOCK: []}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     verify_runs: list[dict[str, Any]] = []
     import_seconds: list[float] = []
     setup_seconds: list[float | None] = []
     environment: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tfdock-bench-") as scratch:
         for repeat in range(repeats):
-            order = [BASELINE, TFDOCK] if repeat % 2 == 0 else [TFDOCK, BASELINE]
-            for side in order:
-                workdir = Path(scratch) / f"{side.split()[0]}-{repeat}"
+            shift = repeat % len(SIDES)  # each side takes each place in the order in turn
+            for index, side in enumerate(SIDES[shift:] + SIDES[:shift]):
+                workdir = Path(scratch) / f"{repeat}-{index}"
                 workdir.mkdir()
                 if side == BASELINE:
                     run = _run_baseline(workdir, epochs, limit, data)
                 else:
-                    run, environment = _run_tfdock(workdir, epochs, limit, data)
+                    loop = ["--loop", "fit"] if side == TFDOCK_FIT else []
+                    run, environment = _run_tfdock(workdir, epochs, limit, data, loop)
                 runs[side].append(run)
                 print(
                     f"bench: {repeat + 1}/{repeats} {side}: fit {run['fit_seconds']:.2f} s, "
@@ -115,7 +120,10 @@ def run_bench(
         },
         "baseline": sides[BASELINE],
         "tfdock_train": sides[TFDOCK],
+        "tfdock_train_fit_loop": sides[TFDOCK_FIT],
         "speed_ratio": sides[TFDOCK]["samples_per_second"] / sides[BASELINE]["samples_per_second"],
+        "graph_loop_ratio": sides[TFDOCK]["samples_per_second"]
+        / sides[TFDOCK_FIT]["samples_per_second"],
         "accuracy_difference_pp": 100
         * (sides[TFDOCK]["test_accuracy"] - sides[BASELINE]["test_accuracy"]),
         "verify": {
@@ -154,13 +162,17 @@ def format_table(results: dict[str, Any]) -> str:
         f"{config['repeats']} runs each ({machine['cpus']} CPUs, load average "
         f"{machine['load_average_1min_before']:.1f} before, "
         f"{machine['load_average_1min_after']:.1f} after)",
-        f"{'':22}{'fit s':>8}{'samples/s':>12}{'test acc':>10}   fit s of each run",
+        f"{'':24}{'fit s':>8}{'samples/s':>12}{'test acc':>10}   fit s of each run",
     ]
-    for label, key in ((BASELINE, "baseline"), (TFDOCK, "tfdock_train")):
+    for label, key in (
+        (BASELINE, "baseline"),
+        (TFDOCK, "tfdock_train"),
+        (TFDOCK_FIT, "tfdock_train_fit_loop"),
+    ):
         side = results[key]
         each = ", ".join(f"{run['fit_seconds']:.2f}" for run in side["runs"])
         lines.append(
-            f"{label:22}{side['fit_seconds']:8.2f}{side['samples_per_second']:12,.0f}"
+            f"{label:24}{side['fit_seconds']:8.2f}{side['samples_per_second']:12,.0f}"
             f"{side['test_accuracy']:10.4f}   {each}"
         )
     verify = results["verify"]
@@ -169,9 +181,10 @@ def format_table(results: dict[str, Any]) -> str:
     lines += [
         f"speed ratio {results['speed_ratio']:.2f}x samples/s; test accuracy "
         f"{results['accuracy_difference_pp']:+.2f} pp (tfdock train minus baseline)",
-        f"{'tfdock verify':22}{verify['seconds']:8.2f} s ({'PASS' if verify['passed'] else 'FAIL'})",
-        f"{'import tensorflow':22}{results['import_tensorflow_seconds']['median']:8.2f} s",
-        f"{'make setup (no-op)':22}{setup_text:>10}",
+        f"graph loop vs Keras fit loop {results['graph_loop_ratio']:.2f}x samples/s",
+        f"{'tfdock verify':24}{verify['seconds']:8.2f} s ({'PASS' if verify['passed'] else 'FAIL'})",
+        f"{'import tensorflow':24}{results['import_tensorflow_seconds']['median']:8.2f} s",
+        f"{'make setup (no-op)':24}{setup_text:>10}",
         f"figures: {results['file']}",
     ]
     return "\n".join(lines)
@@ -196,11 +209,11 @@ def _run_baseline(workdir: Path, epochs: int, limit: int | None, data: str | Non
 
 
 def _run_tfdock(
-    workdir: Path, epochs: int, limit: int | None, data: str | None
+    workdir: Path, epochs: int, limit: int | None, data: str | None, extra: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    command = [sys.executable, "-m", "tfdock", "train", "--epochs", str(epochs)]
+    command = [sys.executable, "-m", "tfdock", "train", "--epochs", str(epochs), *extra]
     command += ["--output-dir", str(workdir), *_data_args(limit, data)]
-    completed, seconds = _timed(command, TFDOCK)
+    completed, seconds = _timed(command, " ".join([TFDOCK, *extra]))
     (run_dir,) = (path for path in workdir.iterdir() if path.is_dir())
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     run = {
@@ -209,6 +222,7 @@ def _run_tfdock(
         "test_accuracy": metrics["test"]["accuracy"],
         "test_loss": metrics["test"]["loss"],
         "epoch_seconds": [epoch["seconds"] for epoch in metrics["epochs"]],
+        "training_loop": metrics["config"]["training_loop"],
         "process_seconds": seconds,
         "epoch_lines": _epoch_lines(completed.stdout),
     }

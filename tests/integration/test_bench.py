@@ -8,7 +8,7 @@ import sys
 
 
 def test_bench_on_a_tiny_slice_prints_table_and_writes_json(repo_root, mnist_dir, tmp_path):
-    """One repeat of two epochs on 320 images gives the table, a ratio and a complete JSON file."""
+    """One repeat of two epochs on 320 images gives the table, the ratios and a complete JSON file."""
     result = subprocess.run(
         [
             sys.executable,
@@ -28,18 +28,21 @@ def test_bench_on_a_tiny_slice_prints_table_and_writes_json(repo_root, mnist_dir
     figures = json.loads(figures_file.read_text())
     assert figures["config"]["train_samples"] == 320
     assert figures["config"]["steps_per_epoch"] == 10
-    for side in ("baseline", "tfdock_train"):
+    for side in ("baseline", "tfdock_train", "tfdock_train_fit_loop"):
         (run,) = figures[side]["runs"]
         assert run["fit_seconds"] > 0
         assert 0 <= run["test_accuracy"] <= 1
         assert run["epoch_lines"] == 2, f"{side} shows Keras's per-epoch progress"
-    assert figures["speed_ratio"] > 0
+    assert figures["tfdock_train"]["runs"][0]["training_loop"] == "graph"
+    assert figures["tfdock_train_fit_loop"]["runs"][0]["training_loop"] == "keras-fit"
+    assert figures["speed_ratio"] > 0 and figures["graph_loop_ratio"] > 0
     assert figures["verify"]["passed"] is True
     assert figures["import_tensorflow_seconds"]["median"] > 0
     assert figures["environment"]["tensorflow"].startswith("2.21")
     table = result.stdout
     assert "quickstart baseline" in table and "tfdock train" in table
     assert "speed ratio" in table and "import tensorflow" in table
+    assert "tfdock train --loop fit" in table and "graph loop vs Keras fit loop" in table
     assert "tfdock verify" in table and "make setup (no-op)" in table
     assert str(figures_file) in table
 
