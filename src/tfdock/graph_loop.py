@@ -23,8 +23,8 @@ The order of each epoch and each step's dropout mask are functions of
 (seed, epoch, step) only, so a run resumed after epoch N trains exactly as the
 uninterrupted run would have.
 
-``unsupported_reason`` says when this loop cannot stand in for ``fit`` (more
-than one replica, another optimizer or loss); train.py then calls ``fit``.
+``unsupported_reason`` says when this loop cannot stand in for ``fit`` (a
+distributed strategy, another optimizer or loss); train.py then calls ``fit``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ def fit_in_graph(
         for layer in model.layers
         if getattr(layer, "seed_generator", None) is not None
     ]
-    images, labels = tf.constant(x), tf.constant(y)
+    # tf.constant holds the arrays in host memory; identity moves them once to the
+    # device the steps run on (a GPU when there is one; on a CPU it copies nothing).
+    images, labels = tf.identity(tf.constant(x)), tf.identity(tf.constant(y))
 
     def one_step(x_batch: Any, y_batch: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
