@@ -327,11 +327,17 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     if args.command == "multiworker":
         flags["strategy"] = "multi-worker"
     if args.resume is None:
+        config = TrainConfig(**flags)
         if args.command == "multiworker":
+            from tfdock.data import load_mnist
             from tfdock.train import new_run_dir
 
+            # Bad settings or data fail here, once, before the run folder exists
+            # (and a download happens once, not in every worker).
+            config.validate()
+            load_mnist(config.data)
             args.run_dir = new_run_dir(Path(args.output_dir))
-        return TrainConfig(**flags)
+        return config
 
     from tfdock.resume import PINNED_SETTINGS, read_run_config
 

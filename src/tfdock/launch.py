@@ -5,7 +5,8 @@ its own ``TF_CONFIG``, exactly as on a cluster; they share one run directory,
 which only the chief (worker 0) writes. The launcher is also the job's
 watchdog: when a worker dies, the others are given a short grace to fail on
 their own (their missed-heartbeat detection), then stopped, and the job fails
-with one sentence saying which worker died.
+with one sentence saying which worker died. When the launcher itself dies
+(even by SIGKILL), Linux kills its workers, so none is left running.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ WORKER_LOSS_GRACE_SECONDS = 30.0
 # After one worker finishes cleanly: how long the others get to finish too.
 FINISH_GRACE_SECONDS = 300.0
 TERMINATE_GRACE_SECONDS = 10.0
+# prctl(2) option: the signal the kernel sends a process when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def free_loopback_ports(count: int) -> list[int]:
@@ -63,6 +66,8 @@ def launch_local(workers: int, train_args: list[str], run_dir: Path) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     printers: list[threading.Thread] = []
     try:
+        # Every worker is started before any printer thread: preexec_fn runs
+        # between fork and exec, which is only safe while the launcher has one thread.
         for index in range(workers):
             env = {
                 **os.environ,
@@ -76,9 +81,11 @@ def launch_local(workers: int, train_args: list[str], run_dir: Path) -> int:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_launcher if sys.platform == "linux" else None,
             )
             processes.append(process)
             print(f"tfdock: worker {index} has pid {process.pid}", flush=True)
+        for index, process in enumerate(processes):
             printer = threading.Thread(
                 target=_print_prefixed, args=(process, f"[worker {index}] "), daemon=True
             )
@@ -98,6 +105,19 @@ def launch_local(workers: int, train_args: list[str], run_dir: Path) -> int:
         )
     print(f"tfdock: all {workers} workers finished; artifacts in {run_dir}", flush=True)
     return 0
+
+
+def _die_with_launcher() -> None:
+    """In a new worker, before exec: have Linux kill it when the launcher dies.
+
+    SIGKILL, because a multi-worker TensorFlow process catches SIGTERM and keeps
+    running. Its run directory is safe: every backup is written atomically.
+    Without this, a worker would train on until its next line of output found
+    the launcher's end of the pipe closed.
+    """
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def _print_prefixed(process: subprocess.Popen[bytes], prefix: str) -> None:

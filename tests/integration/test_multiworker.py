@@ -1,4 +1,4 @@
-"""A real two-worker MultiWorkerMirroredStrategy job on this machine, and a worker that dies."""
+"""A real two-worker MultiWorkerMirroredStrategy job on this machine, a worker that dies, a launcher that dies."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import pytest
@@ -119,3 +120,89 @@ def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
     (run_dir,) = tmp_path.iterdir()
     assert not (run_dir / "metrics.json").exists()
     assert json.loads((run_dir / "backup" / "state.json").read_text())["completed_epochs"] >= 1
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie left for init to reap is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers' parent-death signal is Linux's")
+def test_killing_the_launcher_kills_its_workers(mnist_dir, tmp_path):
+    """kill -9 the launcher mid-training: its workers die too instead of training on alone."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfdock",
+            "multiworker",
+            "--workers",
+            "2",
+            "--epochs",
+            "50",
+            # Small batches make an epoch long: a worker prints only at the end of
+            # one, so a worker that outlives its launcher is not stopped by a
+            # write to the closed pipe within the few seconds allowed below.
+            "--batch-size",
+            "8",
+            "--data",
+            str(mnist_dir),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    pids: list[int] = []
+    try:
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if match := re.match(r"tfdock: worker \d has pid (\d+)", line):
+                pids.append(int(match.group(1)))
+            if line.startswith("[worker 1] Epoch 1/50"):
+                break
+        assert len(pids) == 2 and all(_running(pid) for pid in pids), "".join(seen)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 3
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in pids), "a worker outlived its launcher"
+    finally:
+        process.kill()
+        process.wait()
+        for pid in pids:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_launcher_refuses_bad_data_before_making_a_run_folder(tmp_path):
+    """A wrong --data stops `tfdock multiworker` in one sentence, with no workers and no folder."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfdock",
+            "multiworker",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--output-dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("tfdock: error: MNIST data not found at ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "starting" not in result.stdout
+    assert not (tmp_path / "runs").exists()
