@@ -65,40 +65,50 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
     assert not list(scratch.iterdir()), "workers leave no scratch files behind"
 
 
-@pytest.mark.slow
-def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
-    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
-    process = subprocess.Popen(
+MULTIWORKER = [sys.executable, "-m", "tfdock", "multiworker"]
+
+
+def _start_long_job(mnist_dir, output_dir, *settings, stderr):
+    """Start a two-worker job of 50 epochs, long enough to be interrupted."""
+    return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "tfdock",
-            "multiworker",
+            *MULTIWORKER,
             "--workers",
             "2",
             "--epochs",
             "50",
-            "--limit",
-            "20000",
+            *settings,
             "--data",
             str(mnist_dir),
             "--output-dir",
-            str(tmp_path),
+            str(output_dir),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def _worker_pids_until(process, line_start: str) -> dict[int, int]:
+    """Read the launcher's output up to a line starting ``line_start``; return each worker's pid."""
+    seen, pids = [], {}
+    for line in process.stdout:
+        seen.append(line)
+        if match := re.match(r"tfdock: worker (\d+) has pid (\d+)", line):
+            pids[int(match.group(1))] = int(match.group(2))
+        if line.startswith(line_start):
+            assert sorted(pids) == [0, 1], "".join(seen)
+            return pids
+    raise AssertionError(f"the job ended before {line_start!r}:\n{''.join(seen)}")
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
+    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
+    process = _start_long_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
     try:
-        seen, pid = [], None
-        for line in process.stdout:
-            seen.append(line)
-            if match := re.match(r"tfdock: worker 1 has pid (\d+)", line):
-                pid = int(match.group(1))
-            if line.startswith("[worker 1] Epoch 2/50"):
-                break
-        assert pid is not None, "".join(seen)
+        pid = _worker_pids_until(process, "[worker 1] Epoch 2/50")[1]
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         out, err = process.communicate(timeout=120)
@@ -135,41 +145,14 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(sys.platform != "linux", reason="the workers' parent-death signal is Linux's")
 def test_killing_the_launcher_kills_its_workers(mnist_dir, tmp_path):
     """kill -9 the launcher mid-training: its workers die too instead of training on alone."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tfdock",
-            "multiworker",
-            "--workers",
-            "2",
-            "--epochs",
-            "50",
-            # Small batches make an epoch long: a worker prints only at the end of
-            # one, so a worker that outlives its launcher is not stopped by a
-            # write to the closed pipe within the few seconds allowed below.
-            "--batch-size",
-            "8",
-            "--data",
-            str(mnist_dir),
-            "--output-dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    # Small batches make an epoch long: a worker prints only at the end of one,
+    # so a worker that outlives its launcher is not stopped by a write to the
+    # closed pipe within the few seconds allowed below.
+    process = _start_long_job(mnist_dir, tmp_path, "--batch-size", "8", stderr=subprocess.STDOUT)
     pids: list[int] = []
     try:
-        seen = []
-        for line in process.stdout:
-            seen.append(line)
-            if match := re.match(r"tfdock: worker \d has pid (\d+)", line):
-                pids.append(int(match.group(1)))
-            if line.startswith("[worker 1] Epoch 1/50"):
-                break
-        assert len(pids) == 2 and all(_running(pid) for pid in pids), "".join(seen)
+        pids = list(_worker_pids_until(process, "[worker 1] Epoch 1/50").values())
+        assert all(_running(pid) for pid in pids)
         process.send_signal(signal.SIGKILL)
         process.wait()
         deadline = time.monotonic() + 3
@@ -188,10 +171,7 @@ def test_launcher_refuses_bad_data_before_making_a_run_folder(tmp_path):
     """A wrong --data stops `tfdock multiworker` in one sentence, with no workers and no folder."""
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "tfdock",
-            "multiworker",
+            *MULTIWORKER,
             "--data",
             str(tmp_path / "nowhere"),
             "--output-dir",
