@@ -3,8 +3,8 @@
 Each training run is a fresh process. Three sides take turns, each first in
 turn, so all see the same machine load: the baseline, `tfdock train`, and
 `tfdock train --loop fit` (tfdock's other levers under Keras fit, to show what
-the graph loop adds). The median of the repeats is reported. Also timed: `tfdock verify`, `import tensorflow` and a
-no-op `make setup`. The figures go to bench-results/bench-<UTC time>.json.
+the graph loop adds). The median of the repeats is reported. Also timed:
+`tfdock verify`, `import tensorflow` and a no-op `make setup`. The figures go to bench-results/bench-<UTC time>.json.
 """
 
 from __future__ import annotations

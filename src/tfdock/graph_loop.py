@@ -110,7 +110,10 @@ def fit_in_graph(
     moments = [_tf_variable(v) for v in optimizer._momentums]
     velocities = [_tf_variable(v) for v in optimizer._velocities]
     iterations = _tf_variable(optimizer.iterations)
-    beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+    beta_1, beta_2, epsilon = (
+        tf.constant(value, tf.float32)
+        for value in (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon)
+    )
     dropout_states = [
         _tf_variable(layer.seed_generator.state)
         for layer in model.layers
@@ -126,8 +129,7 @@ def fit_in_graph(
             loss = model.loss(y_batch, logits)
         gradients = tape.gradient(loss, weights)
         local_step = tf.cast(iterations + 1, tf.float32)
-        beta_1_power = tf.pow(tf.constant(beta_1, tf.float32), local_step)
-        beta_2_power = tf.pow(tf.constant(beta_2, tf.float32), local_step)
+        beta_1_power, beta_2_power = tf.pow(beta_1, local_step), tf.pow(beta_2, local_step)
         lr = tf.cast(optimizer.learning_rate, tf.float32)
         for weight, moment, velocity, gradient in zip(
             weights, moments, velocities, gradients, strict=True
@@ -139,9 +141,9 @@ def fit_in_graph(
                 beta1_power=beta_1_power,
                 beta2_power=beta_2_power,
                 lr=lr,
-                beta1=tf.constant(beta_1, tf.float32),
-                beta2=tf.constant(beta_2, tf.float32),
-                epsilon=tf.constant(epsilon, tf.float32),
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=epsilon,
                 grad=gradient,
             )
         iterations.assign_add(1)
