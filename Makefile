@@ -81,7 +81,7 @@ verify: $(ENVIRONMENT) ## prove the environment matches the lock and TensorFlow 
 lab: $(ENVIRONMENT) ## start JupyterLab on 127.0.0.1:PORT; prints the URL with its token
 	@$(BIN)/tfdock lab --port $(PORT)
 
-bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` side by side; JSON in bench-results/
+bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `--loop fit`) side by side; JSON in bench-results/
 	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
 
 test: $(ENVIRONMENT) ## run the whole test suite
