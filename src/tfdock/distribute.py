@@ -95,7 +95,7 @@ def _is_host_port(address: Any) -> bool:
 def _bad_tf_config(problem: str) -> TfdockError:
     return TfdockError(
         f"the environment variable {TF_CONFIG_ENV} {problem}; set it to JSON like "
-        f"{TF_CONFIG_EXAMPLE} (README: Distribution)."
+        f"{TF_CONFIG_EXAMPLE} (docs/distribution.md)."
     )
 
 
@@ -112,7 +112,7 @@ def resolve_strategy(requested: str, cluster: Cluster | None, gpu_count: int) ->
         if cluster is None:
             raise TfdockError(
                 f"--strategy multi-worker needs {TF_CONFIG_ENV} to say which task this process is; "
-                "set it on every worker (README: Distribution), or run "
+                "set it on every worker (docs/distribution.md), or run "
                 "`make train-multiworker` to start local workers."
             )
         return requested
