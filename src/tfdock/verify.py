@@ -65,7 +65,7 @@ def check_packages(lock_path: Path) -> Check:
     lock = read_lock(lock_path)
     drift = environment_drift(lock, installed_distributions())
     if drift.clean:
-        return Check("packages", True, f"{len(lock.pins)} distributions match {lock_path}")
+        return Check("packages", True, f"{len(lock.pins_here())} distributions match {lock_path}")
     lines = drift.lines()
     return Check("packages", False, "; ".join(lines) + " -- run `make setup` to re-sync")
 
@@ -184,6 +184,7 @@ def verify(lock_path: Path | None = None, require_gpu: bool = False, as_json: bo
                 {
                     "ok": ok,
                     "lock": str(lock_path),
+                    "lock_sha256": sha256_of(lock_path),
                     "seconds": time.perf_counter() - started,
                     "checks": [asdict(c) for c in checks],
                     "tensorflow": info,

