@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # tfdock CPU image: the hashed lock (requirements.txt) in /opt/venv on Debian bookworm's Python 3.11.
 # Build: make image   (or: docker build -f docker/cpu.Dockerfile -t tfdock:cpu .)
-ARG BASE_IMAGE=debian:bookworm-slim
-FROM ${BASE_IMAGE}
+# Base: Debian bookworm-slim's multi-arch index (linux/amd64, linux/arm64, ...), pinned by its
+# digest; docs/images.md says where the digest came from and how to move it forward.
+ARG BASE_NAME=docker.io/library/debian:bookworm-slim
+ARG BASE_DIGEST=sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
+FROM ${BASE_NAME}@${BASE_DIGEST}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -39,10 +42,15 @@ ENV VIRTUAL_ENV=/opt/venv \
 
 # Metadata before the large layers: with a copying storage driver (vfs) each
 # step after the lock install would copy the whole environment once more.
+# The base it was built on: `make image BASE_IMAGE=...` passes another base's name and digest.
+ARG BASE_NAME
+ARG BASE_DIGEST
 LABEL org.opencontainers.image.title="tfdock-cpu" \
       org.opencontainers.image.description="tfdock: TensorFlow from one hashed lock (CPU)" \
       org.opencontainers.image.source="https://github.com/tfdock/tfdock" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_NAME}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}"
 
 EXPOSE 8888
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
@@ -57,7 +65,7 @@ COPY requirements.txt /opt/tfdock/requirements.txt
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps \
+ && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
       -r /opt/tfdock/requirements.txt
 
 COPY . /opt/tfdock/package/

@@ -80,3 +80,32 @@ def install_step_cached(build_log: str) -> bool:
     """Say whether an image build reused the layer that installs the lock."""
     step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
     return bool(step and "Using cache" in step.group(0))
+
+
+def base_build_args(engine: str, variable: str = "BASE_IMAGE") -> dict[str, str]:
+    """The base `make image` builds on, as BASE_NAME/BASE_DIGEST build args ({} = the pinned one).
+
+    A name without a digest is the engine's local image of that name (CI's debootstrap copy).
+    """
+    name = os.environ.get(variable)
+    if not name:
+        return {}
+    if "@" in name:
+        base_name, digest = name.split("@", 1)
+        return {"BASE_NAME": base_name, "BASE_DIGEST": digest}
+    template = "{{.Digest}}" if "podman" in engine else "{{index .RepoDigests 0}}"
+    digest = run(engine, "image", "inspect", "--format", template, name).stdout.strip()
+    return {"BASE_NAME": name, "BASE_DIGEST": "sha256:" + digest.split("sha256:")[-1]}
+
+
+def pinned_base(repo_root: Path) -> dict[str, str]:
+    """The Dockerfile's own base: BASE_NAME and BASE_DIGEST as its ARG lines give them."""
+    text = (repo_root / "docker" / "cpu.Dockerfile").read_text()
+    defaults = dict(re.findall(r"^ARG (BASE_NAME|BASE_DIGEST)=(\S+)$", text, re.M))
+    return {"BASE_NAME": defaults["BASE_NAME"], "BASE_DIGEST": defaults["BASE_DIGEST"]}
+
+
+def image_labels(engine: str, image: str) -> dict[str, str]:
+    """Return an image's labels."""
+    out = run(engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout
+    return json.loads(out) or {}

@@ -7,12 +7,19 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.integration.containers import ARTIFACTS, engine_or_skip, run
+from tests.integration.containers import (
+    ARTIFACTS,
+    base_build_args,
+    engine_or_skip,
+    record_artifact,
+    run,
+)
 
 pytestmark = pytest.mark.container
 
@@ -91,12 +98,18 @@ class DevContainer:
                     run(self.engine, "rmi", name, check=False, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def devcontainer(tmp_path_factory, repo_root, mnist_dir):
-    """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
-    cli = _cli()
-    engine = engine_or_skip()
-    workspace = tmp_path_factory.mktemp("devcontainer") / "tfdock"
+def fit_to_this_engine(engine: str, settings: dict) -> None:
+    """Add what this machine's engine needs to a copy of a config's settings."""
+    rootless = run(engine, "info", "--format", "{{.Host.Security.Rootless}}", check=False)
+    if "podman" in engine and rootless.stdout.strip() == "false":
+        # Rootful Podman refuses the --userns=keep-id the CLI adds for a non-root user
+        # (devcontainers/cli#1004); a later --userns in runArgs overrides it. Only here:
+        # the kit's config stays right for Docker and rootless Podman.
+        settings["runArgs"] = [*settings.get("runArgs", []), "--userns=host"]
+
+
+def copy_workspace(repo_root: Path, workspace: Path) -> None:
+    """Copy the repository's files (tracked and new, not ignored) into a fresh workspace."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=repo_root, capture_output=True, check=True,
@@ -111,21 +124,31 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
         # belongs to the image's user instead, the README's fix for root-owned files.
         subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(workspace.parent)],
                        check=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def devcontainer(tmp_path_factory, repo_root, mnist_dir):
+    """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
+    cli = _cli()
+    engine = engine_or_skip()
+    workspace = tmp_path_factory.mktemp("devcontainer") / "tfdock"
+    copy_workspace(repo_root, workspace)
     config = workspace / ".devcontainer" / "devcontainer.json"
-    rootless = run(engine, "info", "--format", "{{.Host.Security.Rootless}}", check=False)
-    if "podman" in engine and rootless.stdout.strip() == "false":
-        # Rootful Podman refuses the --userns=keep-id the CLI adds for a non-root user
-        # (devcontainers/cli#1004); a later --userns in runArgs overrides it. Only here:
-        # the kit's config stays right for Docker and rootless Podman.
-        settings = _jsonc(config)
-        settings["runArgs"] = [*settings.get("runArgs", []), "--userns=host"]
-        # The CLI accepts only the name devcontainer.json: rewrite the copy's own.
-        config.write_text(json.dumps(settings, indent=2))
+    settings = _jsonc(config)
+    # Without a registry (CI) the base is a local copy, as for `make image BASE_IMAGE=...`.
+    settings["build"]["args"] = base_build_args(engine)
+    fit_to_this_engine(engine, settings)
+    # The CLI accepts only the name devcontainer.json: rewrite the copy's own.
+    config.write_text(json.dumps(settings, indent=2))
     env = {"BUILDAH_FORMAT": "docker"}  # Podman: keep the image's HEALTHCHECK and SHELL
     container = DevContainer(cli, engine, workspace, config, f"tfdock.test={uuid.uuid4().hex}")
     try:
+        started = time.perf_counter()
         result = container.up(
             "--mount", f"type=bind,source={mnist_dir},target=/data/mnist", env=env
+        )
+        record_artifact(
+            "devcontainer.json", "up_built_seconds", round(time.perf_counter() - started, 1)
         )
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "devcontainer-up.log").write_text(container.up_log)

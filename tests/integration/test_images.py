@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -17,10 +18,11 @@ import pytest
 from tests.integration.containers import (
     COLD_BUILD,
     IMAGE,
-    free_disk_gb,
-    image_size_mb,
+    base_build_args,
+    image_labels,
     install_step_cached,
     make,
+    pinned_base,
     record_artifact,
     run,
 )
@@ -28,7 +30,6 @@ from tfdock.lock import installed_distributions, read_lock
 
 pytestmark = pytest.mark.container
 
-GPU_DISK_GB = 25
 LIST_DISTRIBUTIONS = (
     "import json, importlib.metadata as m, re; "
     "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
@@ -38,23 +39,6 @@ LIST_DISTRIBUTIONS = (
 
 def _record(name: str, value) -> None:
     record_artifact("images.json", name, value)
-
-
-@pytest.fixture(scope="session")
-def gpu_image(engine, repo_root, cpu_image) -> str:
-    """Build IMAGE:gpu with `make image-gpu`, when the disk can hold it."""
-    free = free_disk_gb(engine)
-    if free < GPU_DISK_GB:
-        pytest.skip(
-            f"only {free:.0f} GB free for the engine's storage; the GPU image needs "
-            f"about {GPU_DISK_GB} GB, so it is not built here"
-        )
-    started = time.perf_counter()
-    result = make(repo_root, "image-gpu", engine=engine, timeout=3600)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    _record("gpu_build_seconds", round(time.perf_counter() - started, 1))
-    _record("gpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:gpu")))
-    return f"{IMAGE}:gpu"
 
 
 def _certificate_bodies(pem_text: str) -> list[str]:
@@ -111,6 +95,20 @@ def test_cpu_image_packages_equal_the_venv(engine, repo_root, cpu_image):
     lock = read_lock(repo_root / "requirements.txt")
     assert set(image) - {"tfdock"} == set(lock.pins)
     _record("cpu_image_distributions", len(image))
+
+
+def test_image_records_its_base_and_its_lock(engine, repo_root, cpu_image):
+    """The labels name the base (name and digest) it was built on and the sha256 of its lock."""
+    labels = image_labels(engine, cpu_image)
+    base = base_build_args(engine) or pinned_base(repo_root)
+    assert labels["org.opencontainers.image.base.name"] == base["BASE_NAME"]
+    assert labels["org.opencontainers.image.base.digest"] == base["BASE_DIGEST"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", base["BASE_DIGEST"])
+    lock_sha256 = hashlib.sha256((repo_root / "requirements.txt").read_bytes()).hexdigest()
+    assert labels["com.github.tfdock.lock.sha256"] == lock_sha256
+    inside = run(engine, "run", "--rm", "--no-healthcheck", cpu_image,
+                 "sha256sum", "/opt/tfdock/requirements.txt").stdout.split()[0]  # fmt: skip
+    assert inside == lock_sha256
 
 
 def test_container_runs_as_non_root(engine, cpu_image):

@@ -1,0 +1,35 @@
+"""The images start from a base pinned by digest, and record it in their labels."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _arg_defaults(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_default_base_is_debian_bookworm_slim_by_digest(repo_root, variant):
+    """FROM is debian:bookworm-slim at a pinned sha256 digest, and LABELs record both parts."""
+    text = (repo_root / "docker" / f"{variant}.Dockerfile").read_text()
+    defaults = _arg_defaults(text)
+    assert defaults["BASE_NAME"] == "docker.io/library/debian:bookworm-slim"
+    assert DIGEST.match(defaults["BASE_DIGEST"]), defaults["BASE_DIGEST"]
+    (from_line,) = re.findall(r"^FROM .*$", text, re.M)
+    assert from_line == "FROM ${BASE_NAME}@${BASE_DIGEST}"
+    assert 'org.opencontainers.image.base.name="${BASE_NAME}"' in text
+    assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in text
+
+
+def test_docs_name_the_pinned_digest_and_its_source(repo_root):
+    """docs/images.md gives the digest the Dockerfiles pin, where it came from and how to move it."""
+    digest = _arg_defaults((repo_root / "docker" / "cpu.Dockerfile").read_text())["BASE_DIGEST"]
+    docs = (repo_root / "docs" / "images.md").read_text()
+    assert digest in docs
+    assert "docker-library/repo-info" in docs
+    assert "move it forward" in docs
