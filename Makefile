@@ -29,8 +29,13 @@ CA_BUNDLE ?=## a proxy's CA bundle, given to the image build as a secret
 USER_UID ?= 1000## uid of the image's user (the container runs as your uid anyway)
 USER_GID ?= 1000## gid of the image's user
 BUILD_FLAGS ?=## extra flags for the image build, e.g. --pull=never
+PLATFORM ?=## image platform: empty = this machine's; linux/arm64 or linux/amd64 tags IMAGE:cpu-ARCH
+BASE_IMAGE ?=## the images' base instead of the pinned debian:bookworm-slim (name@sha256:..., or a local name)
+REGISTRY ?=## where `make push` pushes: host[:port]/namespace
+PUSH_FLAGS ?=## extra flags for `make push`, e.g. --tls-verify=false for a plain-HTTP registry
 
-export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS
+export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS PLATFORM BASE_IMAGE \
+	REGISTRY PUSH_FLAGS
 STAMP := $(VENV)/.tfdock-installed
 # Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
 # build time, is the environment: the targets use it as it is and never create .venv.
@@ -46,7 +51,7 @@ SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$
 LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
 .PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
-	lab doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu \
+	lab doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu docker-train docker-train-gpu \
 	docker-lab docker-lab-gpu
 
 help: ## show this help
@@ -98,11 +103,17 @@ lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 doctor: ## check the host for the container targets (add GPU=1 for the GPU ones)
 	@scripts/doctor.sh $(if $(GPU),--gpu)
 
-image: ## build the CPU image IMAGE:cpu from the lock
+image: ## build the CPU image IMAGE:cpu from the lock (PLATFORM=linux/arm64: IMAGE:cpu-arm64)
 	@scripts/build-image.sh cpu
 
-image-gpu: ## build the GPU image IMAGE:gpu (the lock + CUDA wheels)
+image-multiarch: ## build the CPU image for linux/amd64 and linux/arm64 and join them as one multi-arch IMAGE:cpu
+	@PLATFORM=linux/amd64,linux/arm64 scripts/build-image.sh cpu
+
+image-gpu: ## build the GPU image IMAGE:gpu (the lock + CUDA wheels; linux/amd64 only)
 	@scripts/build-image.sh gpu
+
+push: ## push IMAGE:cpu (multi-arch) and IMAGE:gpu to REGISTRY, tagged by their lock; prints the digests
+	@scripts/push-images.sh
 
 docker-verify: ## run `tfdock verify` in the CPU image
 	@scripts/container-run.sh cpu tfdock verify
