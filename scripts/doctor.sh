@@ -27,11 +27,25 @@ else
   report ok engine "$engine $version answers"
 fi
 
-arch=$(uname -m)
+# TFDOCK_HOST_ARCH stands in for `uname -m`, so that an arm64 host's answer can be checked anywhere.
+arch=${TFDOCK_HOST_ARCH:-$(uname -m)}
 case "$arch" in
-  x86_64|amd64) report ok cpu "$arch (the lock's wheels and CI are x86_64)" ;;
-  aarch64|arm64) report warn cpu "$arch: TensorFlow has wheels for it, but the kit is tested on x86_64 only" ;;
-  *) report FAIL cpu "$arch: TensorFlow publishes no wheels for it" "use an x86_64 (or aarch64) machine" ;;
+  x86_64|amd64)
+    report ok cpu "$arch: every door (venv, CPU and GPU images, dev containers)"
+    if [[ -z "${TFDOCK_HOST_ARCH:-}" && "$(head -n 1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null)" == enabled ]]; then
+      report ok arm64 "QEMU runs linux/arm64 here: make image PLATFORM=linux/arm64, make image-multiarch"
+    else
+      report warn arm64 "no linux/arm64 emulation: for make image-multiarch install qemu-user-static and binfmt-support"
+    fi
+    ;;
+  aarch64|arm64)
+    report ok cpu "$arch: the venv, the CPU image and the CPU dev container (built or pulled); no GPU image, as PyPI's aarch64 TensorFlow wheels are CPU-only"
+    if ((want_gpu)); then
+      report FAIL gpu "the GPU image is linux/amd64 only: PyPI's aarch64 TensorFlow wheels have no CUDA" \
+        "use the CPU targets here, and an x86_64 machine with an NVIDIA GPU for the GPU ones"
+    fi
+    ;;
+  *) report FAIL cpu "$arch: TensorFlow publishes no wheels for it" "use an x86_64 or aarch64 machine" ;;
 esac
 
 storage=/var/lib/docker

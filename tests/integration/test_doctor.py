@@ -11,13 +11,13 @@ import pytest
 from tests.integration.containers import engine_or_skip
 
 
-def _doctor(repo_root, *args, engine):
+def _doctor(repo_root, *args, engine, **env):
     return subprocess.run(
         ["make", "-s", "-C", str(repo_root), "doctor", *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "ENGINE": engine},
+        env={**os.environ, "ENGINE": engine, **env},
     )
 
 
@@ -38,6 +38,26 @@ def test_gpu_checks_without_a_driver_fail_with_a_fix(repo_root):
     assert result.returncode != 0
     assert "FAIL  gpu       no NVIDIA driver found (nvidia-smi is missing)" in result.stdout
     assert "fix: install the NVIDIA driver" in result.stdout
+
+
+def test_arm64_host_is_told_its_doors_and_why_no_gpu_image(repo_root):
+    """On an aarch64 host doctor names the doors it has; GPU=1 fails saying the GPU image is amd64 only."""
+    result = _doctor(repo_root, engine="no-such-engine", TFDOCK_HOST_ARCH="aarch64")
+    assert (
+        "ok    cpu       aarch64: the venv, the CPU image and the CPU dev container (built or "
+        "pulled); no GPU image, as PyPI's aarch64 TensorFlow wheels are CPU-only"
+    ) in result.stdout
+    assert "FAIL  gpu" not in result.stdout
+    gpu = _doctor(repo_root, "GPU=1", engine="no-such-engine", TFDOCK_HOST_ARCH="aarch64")
+    assert gpu.returncode != 0
+    assert "FAIL  gpu       the GPU image is linux/amd64 only" in gpu.stdout
+    assert "fix: use the CPU targets here, and an x86_64 machine" in gpu.stdout
+
+
+def test_x86_64_host_has_every_door(repo_root):
+    """On an x86_64 host doctor says every door is open, the GPU image included."""
+    result = _doctor(repo_root, engine="no-such-engine", TFDOCK_HOST_ARCH="x86_64")
+    assert "ok    cpu       x86_64: every door (venv, CPU and GPU images" in result.stdout
 
 
 @pytest.mark.container
