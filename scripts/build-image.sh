@@ -112,7 +112,8 @@ join_arches() {  # join_arches TAG PER_ARCH_TAG...: one multi-arch TAG (a Podman
   fi
   "$engine" manifest create "$tag" >/dev/null
   for member in "$@"; do
-    "$engine" manifest add "$tag" "containers-storage:$member" >/dev/null
+    # By id: containers-storage: would read a short name as docker.io/library/NAME.
+    "$engine" manifest add "$tag" "containers-storage:$("$engine" image inspect --format '{{.Id}}' "$member")" >/dev/null
   done
   echo "build-image: $tag is multi-arch: ${*#"$image:$variant-"}."
 }

@@ -10,11 +10,14 @@ from tests.integration.containers import (
     COLD_BUILD,
     IMAGE,
     engine_or_skip,
+    free_disk_gb,
     image_size_mb,
     install_step_cached,
     make,
     record_artifact,
 )
+
+GPU_DISK_GB = 25
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +41,20 @@ def cpu_image(engine, repo_root) -> str:
         record_artifact("images.json", "cpu_build_seconds", round(elapsed, 1))
     record_artifact("images.json", "cpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:cpu")))
     return f"{IMAGE}:cpu"
+
+
+@pytest.fixture(scope="session")
+def gpu_image(engine, repo_root, cpu_image) -> str:
+    """Build IMAGE:gpu with `make image-gpu`, when the disk can hold it."""
+    free = free_disk_gb(engine)
+    if free < GPU_DISK_GB:
+        pytest.skip(
+            f"only {free:.0f} GB free for the engine's storage; the GPU image needs "
+            f"about {GPU_DISK_GB} GB, so it is not built here"
+        )
+    started = time.perf_counter()
+    result = make(repo_root, "image-gpu", engine=engine, timeout=3600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    record_artifact("images.json", "gpu_build_seconds", round(time.perf_counter() - started, 1))
+    record_artifact("images.json", "gpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:gpu")))
+    return f"{IMAGE}:gpu"

@@ -82,12 +82,12 @@ def install_step_cached(build_log: str) -> bool:
     return bool(step and "Using cache" in step.group(0))
 
 
-def base_build_args(engine: str, variable: str = "BASE_IMAGE") -> dict[str, str]:
+def base_build_args(engine: str) -> dict[str, str]:
     """The base `make image` builds on, as BASE_NAME/BASE_DIGEST build args ({} = the pinned one).
 
     A name without a digest is the engine's local image of that name (CI's debootstrap copy).
     """
-    name = os.environ.get(variable)
+    name = os.environ.get("BASE_IMAGE")
     if not name:
         return {}
     if "@" in name:

