@@ -31,7 +31,7 @@ lock_of() {  # lock_of IMAGE_REF: the lock sha256 the image was built from
 }
 
 cpu_lock() {  # the lock of the multi-arch IMAGE:cpu, the same for both architectures
-  local amd64 arm64
+  local amd64 arm64 list arch digest
   if is_podman && ! "$engine" manifest exists "$image:cpu" 2>/dev/null; then
     die 1 "$image:cpu is not a multi-arch image; build it with 'make image-multiarch' first."
   fi
@@ -39,6 +39,12 @@ cpu_lock() {  # the lock of the multi-arch IMAGE:cpu, the same for both architec
     lock_of "$image:cpu"
     return
   fi
+  list=$("$engine" manifest inspect "$image:cpu")
+  for arch in amd64 arm64; do
+    digest=$("$engine" image inspect --format '{{.Digest}}' "$image:cpu-$arch" 2>/dev/null) || digest=none
+    [[ "$list" == *"\"$digest\""* ]] \
+      || die 1 "$image:cpu does not hold $image:cpu-$arch as built; join them again with 'make image-multiarch'."
+  done
   amd64=$(lock_of "$image:cpu-amd64")
   arm64=$(lock_of "$image:cpu-arm64")
   [[ "$amd64" == "$arm64" ]] \
@@ -46,19 +52,23 @@ cpu_lock() {  # the lock of the multi-arch IMAGE:cpu, the same for both architec
   echo "$amd64"
 }
 
+push_to() {  # push_to LOCAL_REF REMOTE_REF PLATFORMS DIGEST_FILE
+  if is_podman && [[ "$3" == *,* ]]; then
+    "$engine" manifest push --all --quiet "${push_flags[@]}" --digestfile "$4" "$1" "docker://$2" >/dev/null
+  elif is_podman; then
+    "$engine" push --quiet "${push_flags[@]}" --digestfile "$4" "$1" "docker://$2" >/dev/null
+  else
+    "$engine" tag "$1" "$2" \
+      && "$engine" push "${push_flags[@]}" "$2" | sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' >"$4"
+  fi
+}
+
 push_one() {  # push_one LOCAL_REF REMOTE_REF PLATFORMS
   local local_ref=$1 remote=$2 platforms=$3 digest_file digest
   digest_file=$(mktemp)
   trap 'rm -f "$digest_file"' RETURN
-  if is_podman && [[ "$platforms" == *,* ]]; then
-    "$engine" manifest push --all --quiet "${push_flags[@]}" --digestfile "$digest_file" \
-      "$local_ref" "docker://$remote" >/dev/null
-  elif is_podman; then
-    "$engine" push --quiet "${push_flags[@]}" --digestfile "$digest_file" \
-      "$local_ref" "docker://$remote" >/dev/null
-  else
-    "$engine" tag "$local_ref" "$remote"
-    "$engine" push "${push_flags[@]}" "$remote" | sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' >"$digest_file"
+  if ! push_to "$local_ref" "$remote" "$platforms" "$digest_file"; then
+    die 1 "$engine could not push $remote (its message is above): check REGISTRY, log in ($engine login ${registry%%/*}), and for a plain-HTTP registry add PUSH_FLAGS=--tls-verify=false."
   fi
   digest=$(cat "$digest_file")
   [[ -n "$digest" ]] || die 1 "$engine pushed $remote but reported no digest."
