@@ -387,7 +387,7 @@ def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
 
 
 def _as_flag(name: str, value: object, prefix: str = "") -> str:
-    """Say how a setting is given on the command line: --epochs 3, --deterministic, no --limit."""
+    """Say how a setting is given on the command line: --epochs 3, --deterministic, without --limit."""
     from tfdock.train import flag_name
 
     flag = flag_name(name)

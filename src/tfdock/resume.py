@@ -38,6 +38,8 @@ class Progress:
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
     weights: Path | None = None
+    arrays: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The backup's weights and optimizer state, read (and checked) before TensorFlow starts."""
 
     @property
     def completed(self) -> int:
@@ -65,7 +67,18 @@ def read_progress(run_dir: Path, epochs: int) -> Progress:
     weights = backup_dir / state["weights"]
     if not weights.is_file():
         raise TfdockError(f"{state_path} names {weights.name}, which is missing; start a new run.")
-    return Progress(state["epochs"], weights)
+    return Progress(state["epochs"], weights, _read_arrays(weights))
+
+
+def _read_arrays(weights: Path) -> dict[str, Any]:
+    """Return the arrays of a backup weights file, or say in one sentence that it is damaged."""
+    try:
+        if not zipfile.is_zipfile(weights):
+            raise ValueError("it is not a NumPy .npz archive")
+        with np.load(weights, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _damaged(weights, exc) from None
 
 
 def _state_problem(state: Any, epochs: int) -> str | None:
@@ -93,30 +106,27 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def restore_backup(model: Any, weights: Path) -> None:
-    """Load a backup's weights and optimizer state into ``model``, whose optimizer is built."""
+def restore_backup(model: Any, progress: Progress) -> None:
+    """Load the backup's weights and optimizer state into ``model``, whose optimizer is built."""
     variables = list(model.weights)
     optimizer_variables = list(model.optimizer.variables)
-    try:
-        if not zipfile.is_zipfile(weights):
-            raise ValueError("it is not a NumPy .npz archive")
-        with np.load(weights, allow_pickle=False) as archive:
-            expected = len(variables) + len(optimizer_variables)
-            if len(archive.files) != expected:
-                raise ValueError(f"it holds {len(archive.files)} arrays, not {expected}")
-            values = [archive[_WEIGHT_KEY.format(i)] for i in range(len(variables))]
-            state = [archive[_OPTIMIZER_KEY.format(i)] for i in range(len(optimizer_variables))]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise _damaged(weights, exc) from None
+    names = [_WEIGHT_KEY.format(i) for i in range(len(variables))]
+    names += [_OPTIMIZER_KEY.format(i) for i in range(len(optimizer_variables))]
+    if sorted(progress.arrays) != sorted(names):
+        raise _damaged(
+            progress.weights, f"it holds {len(progress.arrays)} arrays, not {len(names)}"
+        )
+    values = [progress.arrays[name] for name in names[: len(variables)]]
+    state = [progress.arrays[name] for name in names[len(variables) :]]
     for variable, value in zip([*variables, *optimizer_variables], [*values, *state], strict=True):
         if tuple(value.shape) != tuple(variable.shape) or value.dtype != variable.dtype:
-            raise _damaged(weights, f"{variable.path} is {value.dtype}{list(value.shape)}")
+            raise _damaged(progress.weights, f"{variable.path} is {value.dtype}{list(value.shape)}")
     model.set_weights(values)
     for variable, value in zip(optimizer_variables, state, strict=True):
         variable.assign(value)
 
 
-def _damaged(weights: Path, reason: Any) -> TfdockError:
+def _damaged(weights: Path | None, reason: Any) -> TfdockError:
     return TfdockError(
         f"{weights} is not this run's backup ({reason}); it is damaged, so the run cannot be "
         "resumed: start a new run."

@@ -256,7 +256,7 @@ def _build_model(job: _Job, progress: Progress) -> tuple[Any, str | None]:
         model = compile_model(build_model(model_class), job.steps_per_execution)
         if progress.weights is not None:
             model.optimizer.build(model.trainable_variables)
-            restore_backup(model, progress.weights)
+            restore_backup(model, progress)
     if job.multi_worker:
         skip_symbolic_build_reduce(model)
     if job.config.loop == "fit":
