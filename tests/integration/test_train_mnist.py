@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
 
 import pytest
+
+from tfdock.data import IDX_FILES
 
 
 @pytest.mark.slow
@@ -31,10 +34,15 @@ def test_make_train_reaches_97_percent_and_writes_artifacts(repo_root, mnist_dir
     receipt = metrics["environment"]
     assert receipt["tensorflow"].startswith("2.21") and receipt["python"].startswith("3.11")
     assert len(receipt["lock_sha256"]) == 64
+    data = hashlib.sha256()
+    for name, _ in IDX_FILES.values():
+        data.update((mnist_dir / name).read_bytes())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data_sha256"] == metrics["config"]["data_sha256"] == data.hexdigest()
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     import keras
 
     model = keras.saving.load_model(run_dir / "model.keras")
     assert model.count_params() == 101_770
-    assert not list(run_dir.glob(".*.tmp")), "no temporary files are left behind"
+    assert not list(run_dir.glob(".*")), "no temporary or lock files are left behind"
