@@ -39,11 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doctor", type=Path, default=None, help="doctor's output on the host")
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
-    report = new_report(args.doctor)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        return run_stages(args.output, args.doctor, args.epochs)
+    except OSError as exc:
+        print(
+            f"gpu-check: cannot write the report under {args.output} ({exc.strerror}); "
+            "run it from a folder you can write to.",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def run_stages(output: Path, doctor: Path | None, epochs: int) -> int:
+    """Run verify, train and determinism in order; stop at the first failure; write the report."""
+    report = new_report(doctor)
     for stage in (stage_verify, stage_train, stage_determinism):
         started = time.perf_counter()
-        result = stage(args.output, args.epochs)
+        result = stage(output, epochs)
         result["seconds"] = round(time.perf_counter() - started, 1)
         report["stages"].append(result)
         print(
@@ -52,10 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         if not result["ok"]:
             break
     report["ok"] = len(report["stages"]) == 3 and all(s["ok"] for s in report["stages"])
-    write_json(args.output / REPORT_FILE, report)
-    print(
-        f"gpu-check: {'passed' if report['ok'] else 'failed'}; report in {args.output / REPORT_FILE}"
-    )
+    write_json(output / REPORT_FILE, report)
+    print(f"gpu-check: {'passed' if report['ok'] else 'failed'}; report in {output / REPORT_FILE}")
     return 0 if report["ok"] else 1
 
 

@@ -251,6 +251,8 @@ def _run_smi(fields: str) -> subprocess.CompletedProcess:
         )
     except FileNotFoundError:
         raise RuntimeError("nvidia-smi is not installed (no NVIDIA driver)") from None
+    except OSError as exc:
+        raise RuntimeError(f"cannot run nvidia-smi ({exc.strerror})") from None
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"nvidia-smi did not answer within {SMI_TIMEOUT_S} s") from None
 

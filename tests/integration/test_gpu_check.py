@@ -120,3 +120,20 @@ def test_runs_are_compared_bit_for_bit(tmp_path, mnist_dir):
     assert compare_runs(first, second) is None
     difference = compare_runs(first, other)
     assert difference is not None and difference.startswith("test loss differs: ")
+
+
+def test_acceptance_that_cannot_write_its_report_says_so(tmp_path):
+    """An output folder that cannot be made is one sentence and exit 2, not a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfdock.gpu_acceptance", "--output", str(blocker / "check")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"gpu-check: cannot write the report under {blocker / 'check'} (Not a directory); "
+        "run it from a folder you can write to.\n"
+    )
