@@ -45,7 +45,7 @@ LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-ur
 
 .PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
 	lab doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu \
-	docker-lab docker-lab-gpu
+	docker-lab docker-lab-gpu gpu-check
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -113,6 +113,9 @@ docker-train: ## train in the CPU image; runs/ lands on the host, owned by you
 
 docker-train-gpu: ## train in the GPU image with the GPU passed through
 	@scripts/container-run.sh gpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
+	@scripts/gpu-check.sh
 
 docker-lab: ## JupyterLab in the CPU image on 127.0.0.1:PORT, workspace mounted; prints the URL
 	@scripts/container-run.sh cpu --lab

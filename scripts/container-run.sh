@@ -43,6 +43,10 @@ if [[ "$variant" == gpu ]]; then
   else
     args+=(--gpus all)
   fi
+  # On a GPU newer than TensorFlow's prebuilt kernels (sm_89) the driver JIT-compiles them
+  # from PTX at first use, for minutes (docs/gpu.md). Its cache lives in the workspace so
+  # the next --rm container reuses it; 2 GiB, as TensorFlow's 2.3.0 release notes advise.
+  args+=(--env CUDA_CACHE_PATH=/workspace/.cache/nv-compute --env CUDA_CACHE_MAXSIZE=2147483648)
 fi
 if ((lab)); then
   port=${PORT:-8888}

@@ -24,6 +24,8 @@ from tfdock.lock import (
 
 SMOKE_SAMPLES = 512
 SMOKE_EPOCHS = 3
+GPU_DEVICE = "GPU:0"
+CUDNN_WHEEL = "nvidia-cudnn-cu12"
 
 
 @dataclass
@@ -120,6 +122,40 @@ def check_gpu(info: dict[str, Any], require_gpu: bool) -> Check:
     return Check("gpu", True, "none visible: CPU only")
 
 
+def check_on_gpu(info: dict[str, Any], cudnn_pin: str | None) -> list[Check]:
+    """Fit on GPU:0 in a child process; check where it ran and the CUDA libraries it loaded.
+
+    The child (tfdock.gpu_probe) may die of a native abort; its last error line is
+    reported then, so a broken GPU setup never fails silently.
+    """
+    from tfdock import gpu_probe
+
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "tfdock.gpu_probe", "--device", GPU_DEVICE]
+    outcome = gpu_probe.run_probe(command, gpu_probe.probe_timeout())
+    seconds = time.perf_counter() - started
+    if outcome.report is None:
+        return [Check("gpu smoke fit", False, str(outcome.problem), seconds)]
+    info["gpu_probe"] = outcome.report
+    placement = outcome.report["placement"]
+    misplaced = gpu_probe.placement_problem(placement, GPU_DEVICE)
+    ran = (
+        f"model and convolution on {GPU_DEVICE}, peak {placement['peak_bytes'] / 2**20:.1f} MiB, "
+        "loss " + " -> ".join(f"{loss:.3f}" for loss in placement["losses"])
+    )
+    build = {"cuda_version": info.get("cuda_build"), "cudnn_version": info.get("cudnn_build")}
+    libraries = outcome.report["libraries"]
+    mismatch = gpu_probe.libraries_problem(libraries, build, cudnn_pin)
+    return [
+        Check("gpu smoke fit", misplaced is None, misplaced or ran, seconds),
+        Check(
+            "cuda libraries",
+            mismatch is None,
+            mismatch or gpu_probe.describe_libraries(libraries, build),
+        ),
+    ]
+
+
 def check_smoke_fit() -> Check:
     """Fit the kit's model on a little synthetic data and check that the loss goes down."""
     import keras
@@ -153,7 +189,10 @@ def run_checks(lock_path: Path, require_gpu: bool = False) -> tuple[list[Check],
     tf_check, info = check_tensorflow()
     checks.append(tf_check)
     if tf_check.ok:
-        checks.append(check_gpu(info, require_gpu))
+        gpu = check_gpu(info, require_gpu)
+        checks.append(gpu)
+        if require_gpu and gpu.ok:
+            checks += check_on_gpu(info, lock.pins.get(CUDNN_WHEEL))
         checks.append(check_smoke_fit())
     return checks, info
 

@@ -24,11 +24,20 @@ from tests.integration.containers import (
     record_artifact,
     run,
 )
+from tfdock import gpu_probe
 from tfdock.lock import installed_distributions, read_lock
 
 pytestmark = pytest.mark.container
 
 GPU_DISK_GB = 25
+# What the GPU image's CUDA runtime and cuDNN say they are, next to TensorFlow's build.
+CUDA_LIBRARIES = (
+    "import json, tensorflow as tf; from tfdock import gpu_probe; "
+    "tf.config.list_physical_devices('GPU'); "
+    "print(json.dumps({'libraries': gpu_probe.library_versions(), "
+    "'build': dict(tf.sysconfig.get_build_info())}))"
+)
+CUDA_WHEEL_SIZES = "cd /opt/venv/lib/python3.11/site-packages/nvidia && du -sb -- */"
 LIST_DISTRIBUTIONS = (
     "import json, importlib.metadata as m, re; "
     "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
@@ -245,3 +254,28 @@ def test_gpu_image_verifies_on_cpu_and_adds_only_cuda(engine, repo_root, cpu_ima
     assert extra == set(gpu_lock.pins) - set(read_lock(repo_root / "requirements.txt").pins)
     assert all(name.startswith("nvidia-") for name in extra)
     _record("gpu_extra_distributions", sorted(f"{n}=={gpu[n]}" for n in extra))
+
+
+def test_gpu_image_holds_the_cuda_tensorflow_was_built_with(engine, repo_root, gpu_image):
+    """Without a GPU too, the image's libcudart and libcudnn answer with the build's CUDA and cuDNN."""
+    out = run(
+        engine, "run", "--rm", "--no-healthcheck", gpu_image, "python", "-c", CUDA_LIBRARIES
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    libraries, build = found["libraries"], found["build"]
+    pin = read_lock(repo_root / "requirements-gpu.txt").pins["nvidia-cudnn-cu12"]
+    assert gpu_probe.libraries_problem(libraries, build, pin) is None
+    runtime = gpu_probe.cuda_runtime_release(libraries["cuda_runtime"]["version"])
+    assert runtime == ".".join(build["cuda_version"].split(".")[:2])
+    assert libraries["cuda_runtime"]["path"].startswith("/opt/venv/lib/python3.11/site-packages/")
+    _record("gpu_cuda_libraries", gpu_probe.describe_libraries(libraries, build))
+    sizes = run(
+        engine, "run", "--rm", "--no-healthcheck", gpu_image, "bash", "-c", CUDA_WHEEL_SIZES
+    ).stdout
+    _record(
+        "gpu_cuda_wheel_bytes",
+        {
+            name.rstrip("/"): int(size)
+            for size, name in (line.split() for line in sizes.splitlines())
+        },
+    )
