@@ -25,7 +25,7 @@ from typing import Any
 
 from tfdock import __version__
 from tfdock._files import write_json
-from tfdock.train import METRICS_FILE, MODEL_FILE
+from tfdock.run_dir import METRICS_FILE, MODEL_FILE
 
 REPORT_FILE = "report.json"
 STAGE_TIMEOUT_S = 3 * 3600  # a bound for one stage; a first PTX JIT compile can take long
