@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a command in the kit's image with the workspace mounted, so results land on the
 # host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab] COMMAND...
+# Refuses, in one sentence, an image older than the workspace's lock.
 # Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data),
 # PORT (host port for --lab, bound to 127.0.0.1).
 set -euo pipefail
@@ -26,7 +27,9 @@ if ! "$engine" image inspect "$image:$variant" >/dev/null 2>&1; then
   exit 1
 fi
 
-args=(run --rm --user "$(id -u):$(id -g)" --volume "$PWD:/workspace" --workdir /workspace)
+# Your uid, so files written to the workspace are yours; the group `users` owns /opt/venv,
+# so `pip install` works in the container (`tfdock verify` then names the extra package).
+args=(run --rm --user "$(id -u):$(id -g)" --group-add users --volume "$PWD:/workspace" --workdir /workspace)
 if [[ -t 0 && -t 1 ]]; then
   args+=(--interactive --tty)
 fi
@@ -64,4 +67,6 @@ else
   args+=(--no-healthcheck)
 fi
 
-exec "$engine" "${args[@]}" "$image:$variant" "$@"
+# The command runs only when the image was built from the workspace's lock; otherwise
+# `tfdock container-check` says in one sentence that the image is older and how to rebuild it.
+exec "$engine" "${args[@]}" "$image:$variant" sh -c 'tfdock container-check && exec "$@"' container-run "$@"
