@@ -80,3 +80,17 @@ def install_step_cached(build_log: str) -> bool:
     """Say whether an image build reused the layer that installs the lock."""
     step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
     return bool(step and "Using cache" in step.group(0))
+
+
+def copy_repository(repo_root: Path, destination: Path) -> Path:
+    """Copy the repository's files (tracked and new, not ignored) to a throwaway folder."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo_root, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        source = repo_root / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination

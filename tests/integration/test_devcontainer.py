@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.containers import ARTIFACTS, engine_or_skip, run
+from tests.integration.containers import ARTIFACTS, copy_repository, engine_or_skip, run
 
 pytestmark = pytest.mark.container
 
@@ -96,16 +96,7 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
     """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
     cli = _cli()
     engine = engine_or_skip()
-    workspace = tmp_path_factory.mktemp("devcontainer") / "tfdock"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo_root, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, files):
-        source = repo_root / name
-        if source.is_file():
-            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, workspace / name)
+    workspace = copy_repository(repo_root, tmp_path_factory.mktemp("devcontainer") / "tfdock")
     if os.getuid() == 0:
         # As root there is no host user to map (the CLI leaves uid 0 alone): the clone
         # belongs to the image's user instead, the README's fix for root-owned files.
