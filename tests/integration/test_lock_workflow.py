@@ -1,0 +1,126 @@
+"""Add, upgrade and remove a package against the real package index, in a throwaway copy.
+
+The copy's .venv starts as a hard-linked copy of this venv (what a team member's
+existing venv is); `make setup` then re-syncs it to each new lock, as it would theirs.
+pip replaces files rather than editing them, so this venv is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.containers import copy_repository, record_artifact
+from tfdock.lock import read_lock
+
+pytestmark = pytest.mark.network
+
+PACKAGE = "python-slugify"  # small, pure Python, and it needs text-unidecode
+ITS_REQUIREMENTS = {"python-slugify", "text-unidecode"}
+LOCKS = ("requirements.txt", "requirements-gpu.txt")
+
+
+def _make(project: Path, step: str, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run a make target in the copy, recording its seconds as STEP in the artifacts."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["make", "-C", str(project), *args], capture_output=True, text=True, timeout=timeout
+    )
+    record_artifact("lock-workflow.json", step, round(time.perf_counter() - started, 1))
+    assert result.returncode == 0, (
+        f"make {' '.join(args)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def _pins(project: Path) -> dict[str, dict[str, str]]:
+    return {name: read_lock(project / name).pins for name in LOCKS}
+
+
+def _changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+
+
+def _python(project: Path, code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True
+    )
+
+
+def _edit_requirements(project: Path, old: str, new: str) -> None:
+    path = project / "requirements.in"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, repo_root):
+    """A copy of the repository with a copy of this venv, and the locks it started from."""
+    folder = copy_repository(repo_root, tmp_path_factory.mktemp("lock-workflow") / "tfdock")
+    subprocess.run(["cp", "-al", sys.prefix, str(folder / ".venv")], check=True)
+    # `make setup` touches the stamp: give the copy its own file.
+    stamp = folder / ".venv" / ".tfdock-installed"
+    stamp.unlink()
+    shutil.copy2(Path(sys.prefix) / ".tfdock-installed", stamp)
+    originals = {name: (folder / name).read_bytes() for name in LOCKS}
+    return folder, originals
+
+
+def test_added_package_is_locked_installed_and_verified(project):
+    """A package added to requirements.in: `make lock` pins it and its requirements in both locks and nothing else moves; `make setup` installs it; `make verify` passes."""
+    folder, _ = project
+    before = _pins(folder)
+    _edit_requirements(folder, "pytest>=8\n", f"pytest>=8\n{PACKAGE}<8\n")
+    _make(folder, "add: make lock", "lock")
+    after = _pins(folder)
+    for lock in LOCKS:
+        assert _changed(before[lock], after[lock]) == ITS_REQUIREMENTS, lock
+        assert after[lock][PACKAGE].startswith("7.")
+    text = (folder / "requirements.txt").read_text()
+    assert "--index-url" not in text and "--find-links" not in text and "file://" not in text
+    assert len(read_lock(folder / "requirements.txt").hashes[PACKAGE]) >= 2, "wheel and sdist"
+
+    _make(folder, "add: make setup", "setup")
+    verify = _make(folder, "add: make verify", "verify")
+    assert "5/5 checks passed" in verify.stdout
+    imported = _python(folder, "import slugify; print(slugify.slugify('Make It Yours'))")
+    assert imported.stdout.strip() == "make-it-yours", imported.stderr
+
+
+def test_upgrade_of_one_package_moves_only_it_and_its_requirements(project):
+    """With its range opened, `make upgrade PACKAGE=x` moves x to a newer release, and in both locks only x and what it needs change."""
+    folder, _ = project
+    before = _pins(folder)
+    _edit_requirements(folder, f"{PACKAGE}<8\n", f"{PACKAGE}\n")
+    _make(folder, "upgrade: make upgrade PACKAGE=...", "upgrade", f"PACKAGE={PACKAGE}")
+    after = _pins(folder)
+    for lock in LOCKS:
+        changed = _changed(before[lock], after[lock])
+        assert PACKAGE in changed and changed <= ITS_REQUIREMENTS, (lock, changed)
+        assert int(after[lock][PACKAGE].split(".")[0]) >= 8
+    gpu, cpu = after["requirements-gpu.txt"], after["requirements.txt"]
+    assert {n: gpu[n] for n in cpu} == cpu, "the GPU lock is still the CPU lock plus CUDA wheels"
+
+
+def test_removed_package_is_unlocked_and_uninstalled(project):
+    """The package removed from requirements.in: `make lock` gives back the original locks byte for byte, and `make setup` uninstalls it."""
+    folder, originals = project
+    _edit_requirements(folder, f"{PACKAGE}\n", "")
+    _make(folder, "remove: make lock", "lock")
+    for lock in LOCKS:
+        assert (folder / lock).read_bytes() == originals[lock], lock
+    _make(folder, "remove: make setup", "setup")
+    gone = _python(folder, "import slugify")
+    assert gone.returncode != 0 and "No module named 'slugify'" in gone.stderr
+    listed = _python(
+        folder,
+        "import json, importlib.metadata as m; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))",
+    )
+    assert PACKAGE not in json.loads(listed.stdout)
