@@ -153,9 +153,14 @@ def compile_locks(upgrade: bool = False, packages: tuple[str, ...] = ()) -> list
 def _check_inputs(packages: tuple[str, ...]) -> None:
     from packaging.requirements import InvalidRequirement, Requirement
 
-    for requirements_in, _ in LOCK_PAIRS:
+    for requirements_in, lock in LOCK_PAIRS:
         if not requirements_in.is_file():
             raise TfdockError(f"{requirements_in} does not exist; run from the repository root.")
+        if not os.access(lock.parent, os.W_OK) or (lock.exists() and not os.access(lock, os.W_OK)):
+            raise TfdockError(
+                f"{lock.resolve()} cannot be written by this user (uid {os.getuid()}); "
+                "run `make lock` as the owner of the repository."
+            )
     pinned = set().union(*(read_lock(lock).pins for _, lock in LOCK_PAIRS if lock.is_file()))
     for package in packages:
         try:

@@ -124,3 +124,28 @@ def test_removed_package_is_unlocked_and_uninstalled(project):
         "import json, importlib.metadata as m; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))",
     )
     assert PACKAGE not in json.loads(listed.stdout)
+
+
+def test_a_failed_gpu_compile_leaves_both_locks_as_they_were(tmp_path):
+    """When the CPU lock compiles but the GPU one cannot, `tfdock lock` puts the new CPU lock back and says so in one sentence."""
+    (tmp_path / "requirements.in").write_text("six\n")
+    (tmp_path / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\n")
+    lock = [sys.executable, "-m", "tfdock", "lock"]
+    first = subprocess.run(lock, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    before = {name: (tmp_path / name).read_bytes() for name in LOCKS}
+    (tmp_path / "requirements.in").write_text("six\nidna\n")  # the CPU compile would change
+    (tmp_path / "requirements-gpu.in").write_text(
+        "-c requirements.txt\n-r requirements.in\nsix<1.10\n"  # conflicts with the CPU pin
+    )
+    failed = subprocess.run(lock, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "tfdock: error: pip-compile could not compile requirements-gpu.txt (its message is "
+        "above); both locks are left as they were."
+    )
+    for name in LOCKS:
+        assert (tmp_path / name).read_bytes() == before[name], name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["requirements.in", "requirements-gpu.in", *LOCKS]
+    ), "no temporary file is left"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +85,32 @@ def test_without_user_settings_pip_compile_gets_pypi_defaults(monkeypatch):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     assert index_settings(pip_configuration()) == {}
+
+
+def test_lock_in_a_folder_you_cannot_write_is_one_sentence(repo_root):
+    """`tfdock lock` where the locks cannot be written says so before compiling, and changes nothing."""
+    folder = Path(tempfile.mkdtemp())  # not under pytest's root-only tmp: nobody must read it
+    for name in ("requirements.in", "requirements-gpu.in", "requirements.txt"):
+        (folder / name).write_bytes((repo_root / name).read_bytes())
+    prefix = []
+    if os.getuid() == 0:  # root writes anywhere: ask as nobody
+        prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "tfdock", "lock"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"tfdock: error: {folder / 'requirements.txt'} cannot be written by this user "
+            f"(uid {65534 if prefix else os.getuid()}); run `make lock` as the owner of the "
+            "repository."
+        )
+        assert not (folder / "requirements-gpu.txt").exists()
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
