@@ -36,7 +36,7 @@ COMPILE_FLAGS = (
     "--no-emit-index-url",
     "--no-emit-find-links",
 )
-# pip setting -> the names pip accepts for it (its long options); the first is passed on.
+# What passes: pip setting -> the names pip knows it by in pip.conf and PIP_* variables.
 PASSED_SETTINGS = {
     "index-url": ("index-url",),
     "cert": ("cert",),
@@ -60,9 +60,10 @@ def pip_configuration(python: str = sys.executable) -> dict[str, str]:
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     if result.returncode != 0:
+        said = " ".join(result.stderr.split()) or "no message"
         raise TfdockError(
-            f"pip cannot read its configuration ({result.stderr.strip().splitlines()[-1:]}); "
-            "fix the pip.conf or PIP_* variable it names."
+            f"pip cannot read its configuration ({said}); fix the pip.conf or PIP_* variable "
+            "it names."
         )
     settings = {}
     for line in result.stdout.splitlines():
@@ -97,6 +98,11 @@ def compile_environment(
     for setting, value in settings.items():
         clean["PIP_" + setting.upper().replace("-", "_")] = value
     return clean
+
+
+def pip_compile_environment() -> dict[str, str]:
+    """Return the environment for pip-compile under this module's policy (see the top)."""
+    return compile_environment(index_settings(pip_configuration()))
 
 
 def pip_compile_command(requirements_in: Path, lock: Path, *extra: str) -> list[str]:
@@ -138,7 +144,7 @@ def compile_locks(upgrade: bool = False, packages: tuple[str, ...] = ()) -> list
     """Recompile both locks in order; on any failure put both back as they were."""
     _check_inputs(packages)
     extra = ["--upgrade"] if upgrade else [f"--upgrade-package={p}" for p in packages]
-    environment = compile_environment(index_settings(pip_configuration()))
+    environment = pip_compile_environment()
     before = {lock: lock.read_bytes() if lock.is_file() else None for _, lock in LOCK_PAIRS}
     pins_before = {lock: read_lock(lock).pins if lock.is_file() else {} for lock in before}
     try:
