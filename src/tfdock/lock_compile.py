@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tfdock._files import atomic_path
 from tfdock.errors import TfdockError
@@ -46,6 +48,7 @@ PASSED_SETTINGS = {
     "timeout": ("timeout", "default-timeout"),
     "retries": ("retries",),
 }
+DEFAULT_INDEX = "https://pypi.org/simple"  # pip's, when no index-url is given
 # The sections `pip install` (and so pip-compile) reads, weakest first, as pip orders them.
 _SECTIONS = ("global", "install", ":env:")
 
@@ -184,15 +187,36 @@ def _check_inputs(packages: tuple[str, ...]) -> None:
 
 
 def _run_pip_compile(command: list[str], environment: dict[str, str], lock: Path) -> None:
+    """Run pip-compile; on failure, show pip's ERROR lines (not its traceback) and one sentence."""
     try:
-        result = subprocess.run(command, env=environment, check=False)
+        result = subprocess.run(command, env=environment, stderr=subprocess.PIPE, text=True)
     except OSError as exc:
         raise TfdockError(f"cannot run {command[0]} ({exc.strerror}); run `make setup`.") from None
-    if result.returncode != 0:
-        raise TfdockError(
-            f"pip-compile could not compile {lock} (its message is above); "
-            "both locks are left as they were."
-        )
+    errors = [line.strip() for line in result.stderr.splitlines() if "ERROR:" in line]
+    if result.returncode == 0:
+        sys.stderr.write(result.stderr)  # pip-compile's warnings, if it had any
+        return
+    for line in dict.fromkeys(errors):
+        print(line, file=sys.stderr)
+    raise TfdockError(
+        f"pip-compile could not compile {lock} from {_index_name(environment)} "
+        f"({_last_reason(result.stderr)}); both locks are left as they were."
+    )
+
+
+def _last_reason(stderr: str) -> str:
+    """Return the gist of pip-compile's failure: its exception's message, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    exception = re.match(r"^[\w.]+: (.+)$", lines[-1])
+    return exception.group(1) if exception else lines[-1].removeprefix("ERROR: ")
+
+
+def _index_name(environment: dict[str, str]) -> str:
+    """Name the index pip-compile used, without any credentials in its URL."""
+    url = urlsplit(environment.get("PIP_INDEX_URL") or DEFAULT_INDEX)
+    return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"
 
 
 def _restore(before: dict[Path, bytes | None]) -> None:

@@ -140,12 +140,77 @@ def test_a_failed_gpu_compile_leaves_both_locks_as_they_were(tmp_path):
     )
     failed = subprocess.run(lock, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert failed.returncode != 0
-    assert failed.stderr.strip().splitlines()[-1] == (
-        "tfdock: error: pip-compile could not compile requirements-gpu.txt (its message is "
-        "above); both locks are left as they were."
-    )
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "tfdock: error: pip-compile could not compile requirements-gpu.txt from "
+        "https://pypi.org/simple (ResolutionImpossible"
+    ) and last.endswith("); both locks are left as they were.")
+    assert "Traceback" not in failed.stderr
     for name in LOCKS:
         assert (tmp_path / name).read_bytes() == before[name], name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["requirements.in", "requirements-gpu.in", *LOCKS]
     ), "no temporary file is left"
+
+
+def _tiny_project(folder: Path) -> list[str]:
+    """Two .in files naming only `six`; return the command that locks them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "requirements.in").write_text("six\n")
+    (folder / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\n")
+    return [sys.executable, "-m", "tfdock", "lock"]
+
+
+def _fake_six(folder: Path) -> Path:
+    """Build a `six 99.0` wheel, as a local find-links folder or mirror might offer."""
+    source = folder / "fake-six"
+    (source / "six_fake").mkdir(parents=True)
+    (source / "six_fake" / "__init__.py").write_text("")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "six"\nversion = "99.0"\n'
+    )
+    wheels = folder / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(wheels), str(source)],
+                   check=True)  # fmt: skip
+    return wheels
+
+
+def test_local_find_links_extra_index_and_constraints_do_not_change_the_lock(tmp_path, monkeypatch):
+    """With find-links offering six 99.0, an extra file:// index and a constraint six<1.16 in the user's pip settings, the lock still pins the index's newest six with its hashes."""
+    wheels = _fake_six(tmp_path)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("six<1.16\n")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", wheels.as_uri())
+    monkeypatch.setenv("PIP_CONSTRAINT", str(constraints))
+    project = tmp_path / "project"
+    result = subprocess.run(
+        _tiny_project(project), cwd=project, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in LOCKS:
+        lock = read_lock(project / name)
+        assert lock.pins["six"] == "1.17.0", name
+        assert len(lock.hashes["six"]) == 2, "the index's wheel and sdist, not a local file"
+        assert str(wheels) not in (project / name).read_text()
+
+
+def test_the_users_index_url_timeout_and_retries_pass_through(tmp_path, monkeypatch):
+    """An index URL that does not answer, given as PIP_INDEX_URL with PIP_RETRIES=0, fails the lock at once in one sentence that names it (without its password): pip-compile used it."""
+    monkeypatch.setenv("PIP_INDEX_URL", "http://someone:secret@127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "5")
+    project = tmp_path / "project"
+    result = subprocess.run(
+        _tiny_project(project), cwd=project, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tfdock: error: pip-compile could not compile requirements.txt from "
+        "http://127.0.0.1:9/simple (No matching distribution found for six); both locks are "
+        "left as they were."
+    )
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["requirements-gpu.in", "requirements.in"]
