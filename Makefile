@@ -138,10 +138,10 @@ docker-run-gpu: ## run CMD in the GPU image with the GPU passed through
 	@scripts/container-run.sh gpu bash -c "$$CMD"
 
 docker-shell: ## an interactive shell in the CPU image, workspace mounted
-	@scripts/container-run.sh cpu bash
+	@scripts/container-run.sh cpu --shell
 
 docker-shell-gpu: ## an interactive shell in the GPU image, GPU passed through
-	@scripts/container-run.sh gpu bash
+	@scripts/container-run.sh gpu --shell
 
 docker-lab: ## JupyterLab in the CPU image on 127.0.0.1:PORT, workspace mounted; prints the URL
 	@scripts/container-run.sh cpu --lab

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -43,6 +45,24 @@ def test_docker_run_runs_your_script_as_you(engine, repo_root, cpu_image):
     assert (out.stat().st_uid, out.stat().st_gid) == (os.getuid(), os.getgid())
 
 
+def test_docker_shell_is_a_shell_in_the_image_on_the_workspace(engine, repo_root, cpu_image):
+    """`make docker-shell` runs the commands it is given in the image, in /workspace, as you."""
+    commands = 'pwd; id -u; python -c "import sys; print(sys.prefix)"\n'
+    result = subprocess.run(
+        ["make", "-C", str(repo_root), "docker-shell"],
+        input=commands,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ENGINE": engine},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert ["/workspace", str(os.getuid()), "/opt/venv"] == [
+        line for line in lines if not line.startswith("make")
+    ]
+
+
 def test_workspace_src_wins_and_the_image_alone_runs_its_own(engine, workspace, cpu_image):
     """With the workspace mounted, an edit to src/ counts at the next `make docker-run`; the image alone imports its own copy."""
     init = workspace / "src" / "tfdock" / "__init__.py"
@@ -77,12 +97,14 @@ def test_stale_image_is_refused_by_docker_targets(engine, workspace, cpu_image):
 
 def test_any_uid_in_users_can_pip_install_and_verify_names_it(engine, cpu_image, tmp_path):
     """Run as an arbitrary uid with the group `users` (as `make docker-*` runs you), pip installs into /opt/venv and `tfdock verify` names the package; outside the group it cannot."""
-    wheel = probe_wheel(tmp_path)
+    wheel = probe_wheel(tmp_path / "wheels")
+    wheel.parent.chmod(0o755)  # readable by the container's uid 4242
     install = f"pip install --quiet --no-deps /probe/{wheel.name}"
     base = ["run", "--rm", "--no-healthcheck", "--user", "4242:4242",
             "--volume", f"{wheel.parent}:/probe:ro"]  # fmt: skip
     outside = run(engine, *base, cpu_image, "sh", "-c", install, check=False)
-    assert outside.returncode != 0 and "Permission denied" in outside.stdout + outside.stderr
+    assert outside.returncode != 0
+    assert re.search(r"Permission denied: '/opt/venv/", outside.stdout + outside.stderr)
     inside = run(engine, *base, "--group-add", "users", cpu_image,
                  "sh", "-c", f"{install} && tfdock verify", check=False, timeout=600)  # fmt: skip
     assert inside.returncode == 1, inside.stdout[-3000:] + inside.stderr[-3000:]
