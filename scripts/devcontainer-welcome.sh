@@ -9,9 +9,9 @@ if ! touch .tfdock-write-probe 2>/dev/null; then
 fi
 rm -f .tfdock-write-probe
 
-# An image older than the workspace's lock (a pulled one, say) cannot pass; the
-# postStartCommand that follows says so and how to rebuild.
-if ! tfdock container-check 2>/dev/null; then
+# An image older than the workspace's lock (a pulled one, say) cannot pass `make verify`:
+# say so (the postStartCommand repeats it at every start) and let the container start.
+if ! tfdock container-check; then
   exit 0
 fi
 
