@@ -106,8 +106,8 @@ class DevContainer:
             image = run(self.engine, "inspect", "--format", "{{.ImageName}}", container,
                         check=False).stdout.strip()  # fmt: skip
             run(self.engine, "rm", "--force", container, check=False)
-            # vsc-NAME-HASH-uid is built on vsc-NAME-HASH: both are this test's, 3 GB each.
-            for name in {image, image.removesuffix("-uid")}:
+            # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, 3 GB each.
+            for name in {image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)}:
                 if re.search(r"(^|/)vsc-", name):
                     run(self.engine, "rmi", name, check=False, timeout=600)
 
