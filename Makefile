@@ -29,8 +29,10 @@ CA_BUNDLE ?=## a proxy's CA bundle, given to the image build as a secret
 USER_UID ?= 1000## uid of the image's user (the container runs as your uid anyway)
 USER_GID ?= 1000## gid of the image's user
 BUILD_FLAGS ?=## extra flags for the image build, e.g. --pull=never
+PACKAGE ?=## the one package `make upgrade` moves (with what it needs); empty = every package
+CMD ?=## the command `make run` / `make docker-run` runs, e.g. CMD='python my_train.py'
 
-export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS
+export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD
 STAMP := $(VENV)/.tfdock-installed
 # Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
 # build time, is the environment: the targets use it as it is and never create .venv.
@@ -41,11 +43,13 @@ else
 BIN := $(VENV)/bin
 ENVIRONMENT := $(STAMP)
 endif
-LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+# `make run` and friends: one sentence, not a silent no-op, when CMD is missing.
+NEED_CMD = @$(if $(strip $(CMD)),:,echo "make $@: say what to run, e.g. make $@ CMD='python my_script.py'" >&2; exit 2)
 
-.PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
-	lab doctor image image-gpu docker-verify docker-verify-gpu docker-train docker-train-gpu \
-	docker-lab docker-lab-gpu gpu-check
+.PHONY: help setup lock upgrade lock-check train train-multiworker verify run shell bench test check \
+	lint clean clean-venv lab doctor image image-gpu docker-verify docker-verify-gpu docker-train \
+	docker-train-gpu docker-run docker-run-gpu docker-shell docker-shell-gpu docker-lab docker-lab-gpu \
+	gpu-check
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -61,9 +65,11 @@ setup: $(STAMP) ## create .venv from the lock; a no-op when it is up to date
 $(STAMP): requirements.txt pyproject.toml scripts/setup-venv.sh
 	@scripts/setup-venv.sh "$(PYTHON)" "$(VENV)" requirements.txt
 
-lock: $(STAMP) ## recompile requirements.txt and requirements-gpu.txt (needs the package index)
-	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements.txt requirements.in
-	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements-gpu.txt requirements-gpu.in
+lock: $(ENVIRONMENT) ## after editing requirements*.in: recompile both locks, keeping every other pin (needs the index)
+	@$(BIN)/tfdock lock
+
+upgrade: $(ENVIRONMENT) ## move every pin (or only PACKAGE and what it needs) to the newest the .in ranges allow
+	@$(BIN)/tfdock lock $(if $(strip $(PACKAGE)),--upgrade-package '$(strip $(PACKAGE))',--upgrade)
 
 lock-check: $(ENVIRONMENT) ## fail when a lock no longer matches its .in file
 	@$(BIN)/tfdock lock-check requirements.in requirements.txt
@@ -78,6 +84,13 @@ train-multiworker: $(ENVIRONMENT) ## train as a real multi-worker job: WORKERS p
 verify: $(ENVIRONMENT) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
 
+run: $(ENVIRONMENT) ## run CMD in the environment (.venv, or /opt/venv in the dev container)
+	$(NEED_CMD)
+	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(BIN)/..)" bash -c "$$CMD"
+
+shell: $(ENVIRONMENT) ## an interactive shell in the environment, activated after your ~/.bashrc (exit to leave)
+	@bash --rcfile <(printf '[ -f ~/.bashrc ] && . ~/.bashrc\n. %q\n' "$(abspath $(BIN))/activate") -i
+
 lab: $(ENVIRONMENT) ## start JupyterLab on 127.0.0.1:PORT; prints the URL with its token
 	@$(BIN)/tfdock lab --port $(PORT)
 
@@ -86,6 +99,9 @@ bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `-
 
 test: $(ENVIRONMENT) ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: lint ## before each commit: lint + the unit tests (no engine, network or training; about 30 s)
+	$(BIN)/pytest -q -m "not slow and not container and not network and not gpu" tests/unit
 
 lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/ruff check src tests scripts
@@ -113,6 +129,20 @@ docker-train: ## train in the CPU image; runs/ lands on the host, owned by you
 
 docker-train-gpu: ## train in the GPU image with the GPU passed through
 	@scripts/container-run.sh gpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+docker-run: ## run CMD in the CPU image, workspace mounted, as you
+	$(NEED_CMD)
+	@scripts/container-run.sh cpu bash -c "$$CMD"
+
+docker-run-gpu: ## run CMD in the GPU image with the GPU passed through
+	$(NEED_CMD)
+	@scripts/container-run.sh gpu bash -c "$$CMD"
+
+docker-shell: ## an interactive shell in the CPU image, workspace mounted
+	@scripts/container-run.sh cpu --shell
+
+docker-shell-gpu: ## an interactive shell in the GPU image, GPU passed through
+	@scripts/container-run.sh gpu --shell
 
 gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
 	@scripts/gpu-check.sh

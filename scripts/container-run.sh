@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Run a command in the kit's image with the workspace mounted, so results land on the
-# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab] COMMAND...
+# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--shell|COMMAND...]
+# Refuses, in one sentence, an image older than the workspace's lock.
 # Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data),
 # PORT (host port for --lab, bound to 127.0.0.1).
 set -euo pipefail
 
-variant=${1:?usage: container-run.sh cpu|gpu [--lab] COMMAND...}
+variant=${1:?usage: container-run.sh cpu|gpu [--lab|--shell|COMMAND...]}
 shift
 engine=${ENGINE:-docker}
 image=${IMAGE:-tfdock}
 lab=0
-if [[ "${1:-}" == "--lab" ]]; then
-  lab=1
-  shift
-fi
+shell=0
+case "${1:-}" in
+  --lab) lab=1 && shift ;;
+  --shell) shell=1 && shift && set -- bash ;;
+esac
 
 if ! command -v "$engine" >/dev/null 2>&1; then
   echo "container-run: the container engine '$engine' is not installed; install Docker or Podman and name it with ENGINE=docker or ENGINE=podman (see 'make doctor')." >&2
@@ -26,9 +28,13 @@ if ! "$engine" image inspect "$image:$variant" >/dev/null 2>&1; then
   exit 1
 fi
 
-args=(run --rm --user "$(id -u):$(id -g)" --volume "$PWD:/workspace" --workdir /workspace)
+# Your uid, so files written to the workspace are yours; the group `users` owns /opt/venv,
+# so `pip install` works in the container (`tfdock verify` then names the extra package).
+args=(run --rm --user "$(id -u):$(id -g)" --group-add users --volume "$PWD:/workspace" --workdir /workspace)
 if [[ -t 0 && -t 1 ]]; then
   args+=(--interactive --tty)
+elif ((shell)); then
+  args+=(--interactive)  # a shell reads its commands from a pipe too
 fi
 if [[ -n "${TFDOCK_DATA:-}" ]]; then
   data=$(realpath -e "$TFDOCK_DATA" 2>/dev/null) || {
@@ -68,4 +74,6 @@ else
   args+=(--no-healthcheck)
 fi
 
-exec "$engine" "${args[@]}" "$image:$variant" "$@"
+# The command runs only when the image was built from the workspace's lock; otherwise
+# `tfdock container-check` says in one sentence that the image is older and how to rebuild it.
+exec "$engine" "${args[@]}" "$image:$variant" sh -c 'tfdock container-check && exec "$@"' container-run "$@"

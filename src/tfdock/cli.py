@@ -184,6 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
         "lab-health", help="exit 0 when the local JupyterLab answers (container health check)"
     )
 
+    lock = commands.add_parser(
+        "lock",
+        help="recompile requirements.txt and requirements-gpu.txt from their .in files",
+        description="Recompile both locks with pip-compile (the CPU lock, then the GPU lock "
+        "constrained by it), keeping every pin the .in files allow unless asked to upgrade. "
+        "pip-compile sees only your pip's index URL, certificates, trusted hosts, proxy, "
+        "timeout and retries (see docs/lock.md).",
+    )
+    upgrade = lock.add_mutually_exclusive_group()
+    upgrade.add_argument(
+        "--upgrade", action="store_true", help="move every pin to the newest the ranges allow"
+    )
+    upgrade.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="move only NAME (and what it needs) to the newest allowed; repeatable",
+    )
+    commands.add_parser(
+        "container-check",
+        help="fail when this container is older than the workspace's lock",
+        description="In the kit's images: exit 1 with one sentence when the mounted "
+        "workspace's lock differs from the one the image was built from.",
+    )
+
     lock_check = commands.add_parser(
         "lock-check",
         help="check that requirements.txt still matches requirements.in",
@@ -319,6 +345,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tfdock.lab import lab_health
 
         return lab_health()
+    if args.command == "lock":
+        return _lock(args.upgrade, tuple(args.upgrade_package))
+    if args.command == "container-check":
+        return _container_check()
     if args.command == "lock-check":
         return _lock_check(args.requirements_in, args.lock)
     raise AssertionError(f"unhandled command {args.command}")
@@ -443,4 +473,28 @@ def _lock_check(requirements_in: Path, lock_path: Path) -> int:
         )
         return 1
     print(f"{lock_path} matches {requirements_in}")
+    return 0
+
+
+def _lock(upgrade: bool, packages: tuple[str, ...]) -> int:
+    from tfdock.lock_compile import compile_locks
+
+    changes = compile_locks(upgrade, packages)
+    for change in changes:
+        print(change.summary())
+    if any(change.added or change.removed or change.changed for change in changes):
+        print(
+            "Next: `make setup` re-syncs .venv; `make image` / `make image-gpu` rebuild the "
+            "images; in VS Code, Dev Containers: Rebuild Container."
+        )
+    return 0
+
+
+def _container_check() -> int:
+    from tfdock.container import stale_container_message
+
+    message = stale_container_message()
+    if message:
+        print(f"tfdock: {message}", file=sys.stderr)
+        return 1
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdock._files import sha256_of
+from tfdock.container import stale_container_message
 from tfdock.errors import TfdockError
 from tfdock.lock import (
     DEFAULT_LOCK,
@@ -208,6 +209,10 @@ def render_table(checks: list[Check]) -> str:
 
 def verify(lock_path: Path | None = None, require_gpu: bool = False, as_json: bool = False) -> int:
     """Run the checks, print the table (or JSON) and return the exit code."""
+    if lock_path is None:
+        stale = stale_container_message()
+        if stale:
+            raise TfdockError(stale)
     lock_path = lock_path or default_lock_path()
     if not lock_path.is_file():
         raise TfdockError(
