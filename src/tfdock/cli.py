@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except TfdockError as exc:
         print(f"tfdock: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("tfdock: interrupted", file=sys.stderr)
         return 130
