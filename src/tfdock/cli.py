@@ -156,13 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     lock_check = commands.add_parser(
         "lock-check",
         help="check that requirements.txt still matches requirements.in",
-        description="Offline check that every requirement in the .in file is pinned in the lock "
-        "within its range, and that the lock pins nothing the .in no longer names.",
+        description="Check that every requirement in the .in file is pinned in the lock within "
+        "its range, exactly and hashed, and that the lock pins nothing the .in no longer names. "
+        "When the package index answers, also compile the .in file again with pip-compile and "
+        "compare pins and hashes; otherwise say that only the structure was checked.",
     )
     lock_check.add_argument(
         "requirements_in", type=Path, nargs="?", default=Path("requirements.in")
     )
     lock_check.add_argument("lock", type=Path, nargs="?", default=Path("requirements.txt"))
+    lock_check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the structure only; do not ask the package index",
+    )
     return parser
 
 
@@ -296,7 +303,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return lab_health()
     if args.command == "lock-check":
-        return _lock_check(args.requirements_in, args.lock)
+        from tfdock.pip_compile import lock_check
+
+        return lock_check(args.requirements_in, args.lock, args.offline)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -386,22 +395,3 @@ def _worker_arguments(args: argparse.Namespace, config: TrainConfig) -> list[str
     if config.deterministic:
         arguments.append("--deterministic")
     return arguments
-
-
-def _lock_check(requirements_in: Path, lock_path: Path) -> int:
-    from tfdock.lock import lock_drift, read_lock
-
-    if not requirements_in.is_file():
-        raise TfdockError(f"{requirements_in} does not exist; run from the repository root.")
-    problems = lock_drift(requirements_in, read_lock(lock_path))
-    if problems:
-        for problem in problems:
-            print(f"{lock_path}: {problem}", file=sys.stderr)
-        print(
-            f"tfdock: error: {lock_path} no longer matches {requirements_in}; "
-            "run `make lock` to recompile it (never edit it by hand).",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"{lock_path} matches {requirements_in}")
-    return 0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tfdock.errors import TfdockError
 from tfdock.lock import (
     DEFAULT_LOCK,
     LOCK_ENV,
+    PROJECT_NAME,
     environment_drift,
     installed_distributions,
     read_lock,
@@ -41,23 +43,27 @@ def default_lock_path() -> Path:
     return Path(os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
 
 
-def check_python(lock_python: str | None) -> Check:
-    """Check that the running Python is the one the lock was compiled for."""
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if lock_python is None:
+def check_python() -> Check:
+    """Check that the running Python is one the kit supports (its Requires-Python).
+
+    The lock is compiled for that Python: `make lock` runs pip-compile with it,
+    and `tfdock lock-check` recompiles with it when the package index answers.
+    """
+    from packaging.specifiers import SpecifierSet
+
+    running = platform.python_version()
+    try:
+        supported = SpecifierSet(metadata.metadata(PROJECT_NAME)["Requires-Python"] or "")
+    except metadata.PackageNotFoundError:
+        return Check("python", False, "the tfdock package is not installed: run `make setup`")
+    if running not in supported:
         return Check(
             "python",
             False,
-            f"running {running}; the lock does not say its Python (regenerate it with `make lock`)",
+            f"running {running} ({sys.executable}), but tfdock and its lock need Python "
+            f"{supported}: recreate the environment with such a Python",
         )
-    if running != lock_python:
-        return Check(
-            "python",
-            False,
-            f"running {running} ({sys.executable}), the lock is for "
-            f"{lock_python}: recreate the environment with Python {lock_python}",
-        )
-    return Check("python", True, f"{platform.python_version()} ({sys.executable})")
+    return Check("python", True, f"{running} ({sys.executable})")
 
 
 def check_packages(lock_path: Path) -> Check:
@@ -148,8 +154,7 @@ def check_smoke_fit() -> Check:
 
 def run_checks(lock_path: Path, require_gpu: bool = False) -> tuple[list[Check], dict[str, Any]]:
     """Run every check in order; a failed import skips the checks that need TensorFlow."""
-    lock = read_lock(lock_path)
-    checks = [check_python(lock.python), check_packages(lock_path)]
+    checks = [check_python(), check_packages(lock_path)]
     tf_check, info = check_tensorflow()
     checks.append(tf_check)
     if tf_check.ok:
