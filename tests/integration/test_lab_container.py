@@ -14,6 +14,7 @@ import pytest
 from tests.integration.containers import ARTIFACTS, IMAGE, make, record_artifact, run
 from tests.integration.lab_helpers import (
     URL_LINE,
+    command_lines_holding,
     free_port,
     get_json,
     http_status,
@@ -76,6 +77,11 @@ def test_docker_lab_prints_url_with_token(docker_lab):
     """The user sees one URL on 127.0.0.1 with the published port and the token."""
     urls = URL_LINE.findall(docker_lab.output())
     assert urls == [f"http://127.0.0.1:{docker_lab.port}/lab?token={docker_lab.token}"]
+
+
+def test_docker_lab_token_is_in_no_command_line(docker_lab):
+    """Neither the engine's command line nor the lab's inside the container holds the token."""
+    assert command_lines_holding(docker_lab.token) == []
 
 
 def test_docker_lab_publishes_on_localhost_only(engine, docker_lab):

@@ -7,7 +7,13 @@ import subprocess
 import time
 
 from tests.integration.containers import ARTIFACTS
-from tests.integration.lab_helpers import URL_LINE, free_port, http_status, start_make_lab
+from tests.integration.lab_helpers import (
+    URL_LINE,
+    command_lines_holding,
+    free_port,
+    http_status,
+    start_make_lab,
+)
 
 
 def test_make_lab_prints_url_with_token_and_requires_it(repo_root):
@@ -21,6 +27,7 @@ def test_make_lab_prints_url_with_token_and_requires_it(repo_root):
         assert http_status(f"{lab.base}/api/contents?token={lab.token}") == 200
         assert http_status(f"{lab.base}/api/contents") == 403
         assert http_status(f"{lab.base}/api/contents?token=wrong{lab.token}") == 403
+        assert command_lines_holding(lab.token) == [], "the token is in a process's arguments"
         lab.interrupt()
         lab.process.wait(timeout=10)
         assert http_status(f"{lab.base}/api") == 0, "the lab still answers after Ctrl-C"
