@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="prove the environment matches the lock and TensorFlow trains",
         description="Check Python, the installed packages against the lock, TensorFlow and "
-        "its devices, and a smoke fit. Exit 0 only when all pass.",
+        "its devices, and a short training both ways (Keras fit and the graph loop that "
+        "`tfdock train` uses). Exit 0 only when all pass.",
     )
     verify.add_argument(
         "--lock",
