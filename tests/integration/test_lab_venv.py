@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 from tests.integration.containers import ARTIFACTS
 from tests.integration.lab_helpers import (
@@ -41,7 +40,6 @@ def test_make_lab_on_busy_port_says_one_sentence(repo_root):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
         holder.listen()
-        started = time.monotonic()
         result = subprocess.run(
             ["make", "-C", str(repo_root), "lab", f"PORT={port}"],
             capture_output=True,
@@ -55,4 +53,3 @@ def test_make_lab_on_busy_port_says_one_sentence(repo_root):
         f"that program or choose another port, e.g. `make lab PORT={port + 1}`."
     ]
     assert "Traceback" not in result.stdout + result.stderr
-    assert time.monotonic() - started < 60

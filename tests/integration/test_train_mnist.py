@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 
 import pytest
+
+from tfdock.lock import read_lock
 
 
 @pytest.mark.slow
@@ -29,7 +32,8 @@ def test_make_train_reaches_97_percent_and_writes_artifacts(repo_root, mnist_dir
     assert len(metrics["epochs"]) == 5
     assert metrics["epochs"][-1]["loss"] < metrics["epochs"][0]["loss"]
     receipt = metrics["environment"]
-    assert receipt["tensorflow"].startswith("2.21") and receipt["python"].startswith("3.11")
+    assert receipt["tensorflow"] == read_lock(repo_root / "requirements.txt").pins["tensorflow"]
+    assert receipt["python"] == platform.python_version()
     assert len(receipt["lock_sha256"]) == 64
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
