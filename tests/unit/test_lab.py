@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -36,3 +39,19 @@ def test_a_listening_port_is_busy():
         port = listener.getsockname()[1]
         with pytest.raises(TfdockError, match=rf"^port {port} on 127.0.0.1 is already in use"):
             check_port_free("127.0.0.1", port)
+
+
+def test_lab_health_with_a_bad_port_is_one_sentence():
+    """TFDOCK_LAB_PORT=abc is named in one sentence, with no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tfdock", "lab-health"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TFDOCK_LAB_PORT": "abc"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tfdock: error: TFDOCK_LAB_PORT=abc is not a TCP port; set it to the lab's port "
+        "(1 to 65535), or unset it for 8888.\n"
+    )

@@ -280,3 +280,28 @@ def test_makefile_compiles_with_the_same_flags(repo_root):
     makefile = (repo_root / "Makefile").read_text()
     flags = re.search(r"^LOCK_FLAGS := (.*)$", makefile, re.M).group(1).split()
     assert sorted(flags) == sorted(COMPILE_FLAGS)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["lock-check", "--offline"], "requirements.txt"),
+        (["verify", "--lock", "requirements.txt"], "requirements.txt"),
+    ],
+)
+def test_a_binary_lock_given_to_the_cli_is_one_sentence(tmp_path, arguments, named):
+    """`lock-check` and `verify --lock` on a binary file say so in one sentence, exit 2."""
+    (tmp_path / "requirements.txt").write_bytes(b"\x00\xff\xfe\x80 binary")
+    (tmp_path / "requirements.in").write_text("six\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfdock", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"tfdock: error: the lock {named} is not a text file (it is binary, or not UTF-8); "
+        "pass the requirements.txt that pip-compile wrote (or set TFDOCK_LOCK to it).\n"
+    )
