@@ -133,7 +133,9 @@ def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_a_training_worker(mnist_dir, tmp_path, signal_number):
+def test_a_signal_ends_a_training_worker(
+    mnist_dir, tmp_path, signal_number, ctrl_c_reaches_children
+):
     """SIGTERM or SIGINT to one worker mid-training ends it (TensorFlow's SIGTERM handler is gone)."""
     process = _start_long_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
     try:
