@@ -66,7 +66,12 @@ if ((lab)); then
     exit 1
   fi
   name="${image##*/}-lab-$port"
-  args+=(--name "$name" --publish "127.0.0.1:$port:8888" --env "JUPYTER_TOKEN=${JUPYTER_TOKEN:-}")
+  # The token, if any, goes by name: its value stays out of every process's arguments.
+  args+=(--name "$name" --publish "127.0.0.1:$port:8888")
+  if [[ -n "${JUPYTER_TOKEN:-}" ]]; then
+    export JUPYTER_TOKEN
+    args+=(--env JUPYTER_TOKEN)
+  fi
   set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
   echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
 else

@@ -235,7 +235,9 @@ def _start_tensorflow(config: TrainConfig, cluster: Cluster | None) -> _Job:
     )
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(tf, strategy_name)  # multi-worker: waits here until every task is up
+    strategy = make_strategy(
+        tf, strategy_name, cluster
+    )  # multi-worker: waits (bounded) for every task
     keras.utils.set_random_seed(config.seed)
     return _Job(config, cluster, strategy, strategy_name)
 

@@ -128,8 +128,8 @@ def test_container_runs_as_non_root(engine, cpu_image):
     assert uid != "0" and int(uid) >= 1000
 
 
-def test_container_stops_within_two_seconds(engine, cpu_image):
-    """With an init as PID 1, `stop` ends the running lab at once, not after the 10 s kill timeout."""
+def test_container_stop_ends_the_lab_by_its_signal(engine, cpu_image):
+    """With an init as PID 1, `stop`'s SIGTERM ends the lab; it is not killed after the timeout."""
     name = f"tfdock-stop-{uuid.uuid4().hex[:8]}"
     run(engine, "run", "--detach", "--name", name, cpu_image)
     try:
@@ -142,10 +142,12 @@ def test_container_stops_within_two_seconds(engine, cpu_image):
             assert time.monotonic() < deadline, "the lab did not start"
             time.sleep(1)
         started = time.perf_counter()
-        run(engine, "stop", "--time", "10", name)
-        elapsed = time.perf_counter() - started
-        _record("stop_seconds", round(elapsed, 2))
-        assert elapsed < 2.0, f"stop took {elapsed:.1f} s"
+        run(engine, "stop", "--time", "60", name)
+        _record("stop_seconds", round(time.perf_counter() - started, 2))
+        # Killed after the timeout would be 137 (SIGKILL); ended by SIGTERM, the init
+        # reports the lab's own exit.
+        code = run(engine, "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert code != "137", "the lab ignored SIGTERM and was killed after the stop timeout"
     finally:
         run(engine, "rm", "--force", name, check=False)
 

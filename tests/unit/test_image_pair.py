@@ -46,7 +46,6 @@ def test_gpu_lock_is_cpu_lock_plus_cuda_wheels(repo_root):
     """Every pin shared by the two locks is equal, and the GPU lock adds only TensorFlow's CUDA wheels."""
     cpu = read_lock(repo_root / "requirements.txt")
     gpu = read_lock(repo_root / "requirements-gpu.txt")
-    assert gpu.python == cpu.python == "3.11"
     assert set(cpu.pins) <= set(gpu.pins), "the GPU lock has everything the CPU lock has"
     different = {n: (v, gpu.pins[n]) for n, v in cpu.pins.items() if gpu.pins[n] != v}
     assert different == {}
