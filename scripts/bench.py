@@ -24,7 +24,8 @@ from typing import Any
 from tfdock._files import write_json
 from tfdock.data import DATA_ENV, load_mnist
 from tfdock.errors import TfdockError
-from tfdock.train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, METRICS_FILE
+from tfdock.run_dir import METRICS_FILE
+from tfdock.train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE_SCRIPT = REPO_ROOT / "scripts" / "quickstart_baseline.py"

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Run a command in the kit's image with the workspace mounted, so results land on the
-# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab] COMMAND...
+# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--shell|COMMAND...]
+# Refuses, in one sentence, an image older than the workspace's lock.
 # Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data),
 # PORT (host port for --lab, bound to 127.0.0.1).
 set -euo pipefail
 
-variant=${1:?usage: container-run.sh cpu|gpu [--lab] COMMAND...}
+variant=${1:?usage: container-run.sh cpu|gpu [--lab|--shell|COMMAND...]}
 shift
 engine=${ENGINE:-docker}
 image=${IMAGE:-tfdock}
 lab=0
-if [[ "${1:-}" == "--lab" ]]; then
-  lab=1
-  shift
-fi
+shell=0
+case "${1:-}" in
+  --lab) lab=1 && shift ;;
+  --shell) shell=1 && shift && set -- bash ;;
+esac
 
 if ! command -v "$engine" >/dev/null 2>&1; then
   echo "container-run: the container engine '$engine' is not installed; install Docker or Podman and name it with ENGINE=docker or ENGINE=podman (see 'make doctor')." >&2
@@ -26,9 +28,13 @@ if ! "$engine" image inspect "$image:$variant" >/dev/null 2>&1; then
   exit 1
 fi
 
-args=(run --rm --user "$(id -u):$(id -g)" --volume "$PWD:/workspace" --workdir /workspace)
+# Your uid, so files written to the workspace are yours; the group `users` owns /opt/venv,
+# so `pip install` works in the container (`tfdock verify` then names the extra package).
+args=(run --rm --user "$(id -u):$(id -g)" --group-add users --volume "$PWD:/workspace" --workdir /workspace)
 if [[ -t 0 && -t 1 ]]; then
   args+=(--interactive --tty)
+elif ((shell)); then
+  args+=(--interactive)  # a shell reads its commands from a pipe too
 fi
 if [[ -n "${TFDOCK_DATA:-}" ]]; then
   data=$(realpath -e "$TFDOCK_DATA" 2>/dev/null) || {
@@ -43,6 +49,10 @@ if [[ "$variant" == gpu ]]; then
   else
     args+=(--gpus all)
   fi
+  # On a GPU newer than TensorFlow's prebuilt kernels (sm_89) the driver JIT-compiles them
+  # from PTX at first use, for minutes (docs/gpu.md). Its cache lives in the workspace so
+  # the next --rm container reuses it; 2 GiB, as TensorFlow's 2.3.0 release notes advise.
+  args+=(--env CUDA_CACHE_PATH=/workspace/.cache/nv-compute --env CUDA_CACHE_MAXSIZE=2147483648)
 fi
 if ((lab)); then
   port=${PORT:-8888}
@@ -56,7 +66,12 @@ if ((lab)); then
     exit 1
   fi
   name="${image##*/}-lab-$port"
-  args+=(--name "$name" --publish "127.0.0.1:$port:8888" --env "JUPYTER_TOKEN=${JUPYTER_TOKEN:-}")
+  # The token, if any, goes by name: its value stays out of every process's arguments.
+  args+=(--name "$name" --publish "127.0.0.1:$port:8888")
+  if [[ -n "${JUPYTER_TOKEN:-}" ]]; then
+    export JUPYTER_TOKEN
+    args+=(--env JUPYTER_TOKEN)
+  fi
   set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
   echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
 else
@@ -64,4 +79,6 @@ else
   args+=(--no-healthcheck)
 fi
 
-exec "$engine" "${args[@]}" "$image:$variant" "$@"
+# The command runs only when the image was built from the workspace's lock; otherwise
+# `tfdock container-check` says in one sentence that the image is older and how to rebuild it.
+exec "$engine" "${args[@]}" "$image:$variant" sh -c 'tfdock container-check && exec "$@"' container-run "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The dev container's postCreateCommand: prove the container is the lock's environment
-# (`make verify`), check the workspace is writable, and say what to run next.
+# The dev container's postCreateCommand: check the workspace is writable, prove the
+# container is the lock's environment (`make verify`), and say what to run next.
 set -euo pipefail
 
 if ! touch .tfdock-write-probe 2>/dev/null; then
@@ -8,6 +8,12 @@ if ! touch .tfdock-write-probe 2>/dev/null; then
   exit 1
 fi
 rm -f .tfdock-write-probe
+
+# An image older than the workspace's lock (a pulled one, say) cannot pass `make verify`:
+# say so (the postStartCommand repeats it at every start) and let the container start.
+if ! tfdock container-check; then
+  exit 0
+fi
 
 make verify
 
@@ -17,5 +23,6 @@ tfdock: the dev container is ready (the lock's environment is /opt/venv). Next:
   make train EPOCHS=1            train MNIST; the run lands in runs/ (TFDOCK_DATA=... for offline data)
   make lab                       JupyterLab on port 8888 (forwarded); open the URL it prints
   notebooks/quickstart.ipynb     the TensorFlow quickstart, step by step (open it here or in the lab)
+  make run CMD='python my.py'    your own code in this environment (src/ edits count at once)
   make help                      every target
 NEXT

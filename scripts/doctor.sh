@@ -62,13 +62,22 @@ else
 fi
 
 if ((want_gpu)); then
+  # The driver against the lock's CUDA, each GPU against TensorFlow's build: decided by
+  # src/tfdock/gpu_preflight.py (standard library only, so the host's python3 runs it).
+  preflight="$(dirname "$0")/../src/tfdock/gpu_preflight.py"
   if ! command -v nvidia-smi >/dev/null 2>&1; then
     report FAIL gpu "no NVIDIA driver found (nvidia-smi is missing)" \
       "install the NVIDIA driver (the CUDA libraries come with the image; only the driver is needed), or use the CPU targets"
-  elif ! driver=$(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader 2>/dev/null | head -n 1) || [[ -z "$driver" ]]; then
-    report FAIL gpu "nvidia-smi finds no GPU" "check that the GPU is visible to the host ('nvidia-smi'), or use the CPU targets"
+  elif ! command -v python3 >/dev/null 2>&1; then
+    report FAIL gpu "python3 is missing, and the driver and GPU checks need it" \
+      "install python3 (Debian/Ubuntu: apt-get install python3)"
+  elif ! findings=$(python3 "$preflight" --lock "$(dirname "$0")/../requirements-gpu.txt" 2>&1); then
+    report FAIL gpu "the GPU preflight stopped: $(tail -n 1 <<<"$findings")" \
+      "run 'python3 src/tfdock/gpu_preflight.py' to see the whole error"
   else
-    report ok gpu "driver, GPU: $driver"
+    while IFS=$'\t' read -r level name detail fix; do
+      report "$level" "$name" "$detail" "$fix"
+    done <<<"$findings"
   fi
   if [[ "$(basename "$engine")" == podman* ]]; then
     if ls /etc/cdi/nvidia.yaml /var/run/cdi/nvidia*.yaml >/dev/null 2>&1; then

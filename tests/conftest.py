@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,3 +36,16 @@ def mnist_dir() -> Path:
 def tfdock_cmd() -> list[str]:
     """The command that runs this environment's tfdock CLI."""
     return [sys.executable, "-m", "tfdock"]
+
+
+@pytest.fixture
+def ctrl_c_reaches_children():
+    """Let the processes a test starts get Ctrl-C's default handling, as in a terminal.
+
+    A shell runs a background job with SIGINT ignored, and an ignored signal
+    stays ignored across exec: under `make test &` the children would never see
+    Ctrl-C. A handled one is reset to the default in the child instead.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

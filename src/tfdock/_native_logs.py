@@ -1,10 +1,20 @@
 """Keep TensorFlow's start-up chatter off the terminal, and everything else on it.
 
 TensorFlow's C++ core prints INFO lines (oneDNN, CPU features, "could not find
-cuda drivers") before its log level is read, and an error line for cuInit on
-every machine without a GPU. Those lines say nothing a user can act on;
-``tfdock verify`` reports the devices instead. Every other line of the process's
-standard error passes through unchanged. TFDOCK_NATIVE_LOGS=1 shows everything.
+cuda drivers") and an error line for cuInit on every machine without a GPU.
+Those lines say nothing a user can act on; ``tfdock verify`` reports the
+devices instead. TensorFlow's own settings cannot hide them: the INFO lines
+come from absl logging before ``absl::InitializeLog()``, which writes every
+level to standard error whatever ``TF_CPP_MIN_LOG_LEVEL`` says (even 3), and
+the cuInit line is an ERROR, a level that real errors share. So standard error
+goes through a filter that drops exactly those lines.
+
+The filter is a separate process, not a thread: when TensorFlow aborts (a
+failed CHECK, a cuDNN mismatch on a GPU), the process dies at once, but what it
+wrote is already in the pipe, and the filter, which outlives it, forwards the
+fatal line and the stack trace before it sees end-of-file and exits. Every
+other line of standard error passes through unchanged, in order.
+TFDOCK_NATIVE_LOGS=1 turns the filter off and shows everything.
 """
 
 from __future__ import annotations
@@ -12,11 +22,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 SHOW_ALL_ENV = "TFDOCK_NATIVE_LOGS"
+# How long the command waits, at its end, for the filter to forward the last lines.
+DRAIN_SECONDS = 5.0
 _NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|I\d{4} [^\n]*"
@@ -37,23 +49,48 @@ def quiet_native_logs() -> Iterator[None]:
         yield
         return
     sys.stderr.flush()
-    real_stderr = os.dup(2)
     read_end, write_end = os.pipe()
+    # Its own session: Ctrl-C in the terminal reaches the command, not the
+    # filter, which keeps forwarding until the command's last line is out.
+    # It exits when the pipe's last writer is gone, however the command ended.
+    filter_process = subprocess.Popen(
+        [sys.executable, "-m", "tfdock._native_logs"],
+        stdin=read_end,
+        stdout=2,
+        start_new_session=True,
+    )
+    os.close(read_end)
+    real_stderr = os.dup(2)
     os.dup2(write_end, 2)
     os.close(write_end)
-
-    def forward() -> None:
-        with os.fdopen(read_end, "rb") as source:
-            for line in source:
-                if not is_noise(line):
-                    os.write(real_stderr, line)
-
-    thread = threading.Thread(target=forward, name="tfdock-stderr", daemon=True)
-    thread.start()
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(real_stderr, 2)  # closes the pipe's last writer: the thread sees EOF
-        thread.join(timeout=5)
+        os.dup2(real_stderr, 2)  # closes the pipe's last writer: the filter sees EOF
         os.close(real_stderr)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            filter_process.wait(timeout=DRAIN_SECONDS)
+
+
+def forward(source: int, target: int) -> None:
+    """Copy lines from ``source`` to ``target`` until end-of-file, dropping the noise."""
+    writable = True
+    with os.fdopen(source, "rb", closefd=False) as lines:
+        for line in lines:
+            if writable and not is_noise(line):
+                writable = _write_all(target, line)
+
+
+def _write_all(target: int, data: bytes) -> bool:
+    """Write all of ``data``; return False when ``target`` is gone (keep draining, quietly)."""
+    try:
+        while data:
+            data = data[os.write(target, data) :]
+    except OSError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    forward(0, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,15 +16,45 @@ from tfdock.errors import TfdockError
 if TYPE_CHECKING:
     from tfdock.train import TrainConfig
 
+# Each local worker is a whole TensorFlow process (about half a gigabyte of
+# memory): more than this many on one machine is a typo, not a test.
+MAX_WORKERS = 32
+# The flags that decide a training run, as TrainConfig names them. Their
+# argparse default is None, so that a flag the user gave is known even when its
+# value equals the built-in default: --resume honours or refuses every one.
+TRAIN_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "seed",
+    "data",
+    "output_dir",
+    "steps_per_execution",
+    "intra_op_threads",
+    "inter_op_threads",
+    "limit",
+    "deterministic",
+    "strategy",
+    "loop",
+)
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
-    return value
+
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """Return an argparse type for a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,16 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--strategy",
         choices=STRATEGIES,
-        default=DEFAULT_STRATEGY,
+        default=None,
         help="tf.distribute strategy: auto = multi-worker when TF_CONFIG names a cluster, "
-        "mirrored when more than one GPU is visible, else the default (default %(default)s)",
+        f"mirrored when more than one GPU is visible, else the default (default {DEFAULT_STRATEGY})",
     )
     train.add_argument(
         "--loop",
         choices=LOOPS,
-        default=DEFAULT_LOOP,
+        default=None,
         help="auto = tfdock's graph loop (fit's math, faster) where it is exact, else Keras "
-        "fit; fit = always Keras fit, to compare (default %(default)s)",
+        f"fit; fit = always Keras fit, to compare (default {DEFAULT_LOOP})",
     )
     place = train.add_mutually_exclusive_group()
     place.add_argument(
@@ -85,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     multiworker.add_argument(
         "--workers",
-        type=_positive_int,
+        type=_whole_number(1, MAX_WORKERS),
         default=DEFAULT_WORKERS,
         metavar="N",
         help="number of worker processes (default %(default)s)",
@@ -103,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="prove the environment matches the lock and TensorFlow trains",
         description="Check Python, the installed packages against the lock, TensorFlow and "
-        "its devices, and a smoke fit. Exit 0 only when all pass.",
+        "its devices, and a short training both ways (Keras fit and the graph loop that "
+        "`tfdock train` uses). Exit 0 only when all pass.",
     )
     verify.add_argument(
         "--lock",
@@ -153,16 +185,49 @@ def build_parser() -> argparse.ArgumentParser:
         "lab-health", help="exit 0 when the local JupyterLab answers (container health check)"
     )
 
+    lock = commands.add_parser(
+        "lock",
+        help="recompile requirements.txt and requirements-gpu.txt from their .in files",
+        description="Recompile both locks with pip-compile (the CPU lock, then the GPU lock "
+        "constrained by it), keeping every pin the .in files allow unless asked to upgrade. "
+        "pip-compile sees only your pip's index URL, certificates, trusted hosts, proxy, "
+        "timeout and retries (see docs/lock.md).",
+    )
+    upgrade = lock.add_mutually_exclusive_group()
+    upgrade.add_argument(
+        "--upgrade", action="store_true", help="move every pin to the newest the ranges allow"
+    )
+    upgrade.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="move only NAME (and what it needs) to the newest allowed; repeatable",
+    )
+    commands.add_parser(
+        "container-check",
+        help="fail when this container is older than the workspace's lock",
+        description="In the kit's images: exit 1 with one sentence when the mounted "
+        "workspace's lock differs from the one the image was built from.",
+    )
+
     lock_check = commands.add_parser(
         "lock-check",
         help="check that requirements.txt still matches requirements.in",
-        description="Offline check that every requirement in the .in file is pinned in the lock "
-        "within its range, and that the lock pins nothing the .in no longer names.",
+        description="Check that every requirement in the .in file is pinned in the lock within "
+        "its range, exactly and hashed, and that the lock pins nothing the .in no longer names. "
+        "When the package index answers, also compile the .in file again with pip-compile and "
+        "compare pins and hashes; otherwise say that only the structure was checked.",
     )
     lock_check.add_argument(
         "requirements_in", type=Path, nargs="?", default=Path("requirements.in")
     )
     lock_check.add_argument("lock", type=Path, nargs="?", default=Path("requirements.txt"))
+    lock_check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the structure only; do not ask the package index",
+    )
     return parser
 
 
@@ -181,29 +246,29 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_OUTPUT_DIR,
         DEFAULT_SEED,
         DEFAULT_STEPS_PER_EXECUTION,
+        NUMERIC_RANGES,
     )
+
+    def number(setting: str) -> Callable[[str], int]:
+        return _whole_number(*NUMERIC_RANGES[setting])
 
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
-        default=DEFAULT_EPOCHS,
-        help="passes over the training set (default %(default)s)",
+        type=number("epochs"),
+        help=f"passes over the training set (default {DEFAULT_EPOCHS})",
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help="images per optimizer step (default %(default)s)",
+        type=number("batch_size"),
+        help=f"images per optimizer step (default {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
         "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        help="random seed for weights, dropout and shuffling (default %(default)s)",
+        type=number("seed"),
+        help=f"random seed for weights, dropout and shuffling (default {DEFAULT_SEED})",
     )
     parser.add_argument(
         "--data",
-        default=None,
         metavar="PATH",
         help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
         "(default: $TFDOCK_DATA, else download and cache)",
@@ -211,43 +276,40 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output-dir",
         type=Path,
-        default=DEFAULT_OUTPUT_DIR,
         metavar="DIR",
-        help="where each run gets its own new folder (default %(default)s)",
+        help=f"where each run gets its own new folder (default {DEFAULT_OUTPUT_DIR})",
     )
     parser.add_argument(
         "--steps-per-execution",
-        type=_positive_int,
-        default=DEFAULT_STEPS_PER_EXECUTION,
+        type=number("steps_per_execution"),
         metavar="N",
-        help="optimizer steps per call into the graph; the math is unchanged (default %(default)s)",
+        help="optimizer steps per call into the graph; the math is unchanged "
+        f"(default {DEFAULT_STEPS_PER_EXECUTION})",
     )
     parser.add_argument(
         "--intra-op-threads",
-        type=int,
-        default=DEFAULT_INTRA_OP_THREADS,
+        type=number("intra_op_threads"),
         metavar="N",
         help="threads inside one op; 0 = all cores "
-        "(default %(default)s, fastest for this small model)",
+        f"(default {DEFAULT_INTRA_OP_THREADS}, fastest for this small model)",
     )
     parser.add_argument(
         "--inter-op-threads",
-        type=int,
-        default=DEFAULT_INTER_OP_THREADS,
+        type=number("inter_op_threads"),
         metavar="N",
-        help="ops run at once; 0 = TensorFlow's choice (default %(default)s, fastest for this "
-        "small model; multi-worker jobs always use TensorFlow's choice)",
+        help=f"ops run at once; 0 = TensorFlow's choice (default {DEFAULT_INTER_OP_THREADS}, "
+        "fastest for this small model; multi-worker jobs always use TensorFlow's choice)",
     )
     parser.add_argument(
         "--limit",
-        type=_positive_int,
-        default=None,
+        type=number("limit"),
         metavar="N",
         help="train on the first N images only, for quick checks",
     )
     parser.add_argument(
         "--deterministic",
         action="store_true",
+        default=None,
         help="seeded, with TensorFlow's op determinism: two runs on the same machine "
         "give identical metrics, bit for bit",
     )
@@ -265,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except TfdockError as exc:
         print(f"tfdock: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("tfdock: interrupted", file=sys.stderr)
         return 130
@@ -275,14 +337,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from tfdock.train import train
 
-        config = _train_config(args)
-        train(config, run_dir=args.resume or args.run_dir)
+        train(_train_config(args), run_dir=args.resume or args.run_dir)
         return 0
     if args.command == "multiworker":
-        from tfdock.launch import launch_local
-
-        config = _train_config(args)
-        return launch_local(args.workers, _worker_arguments(args, config), args.run_dir)
+        return _multiworker(args)
     if args.command == "verify":
         from tfdock.verify import verify
 
@@ -295,75 +353,96 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tfdock.lab import lab_health
 
         return lab_health()
+    if args.command == "lock":
+        return _lock(args.upgrade, tuple(args.upgrade_package))
+    if args.command == "container-check":
+        return _container_check()
     if args.command == "lock-check":
-        return _lock_check(args.requirements_in, args.lock)
+        from tfdock.lock_check import lock_check
+
+        return lock_check(args.requirements_in, args.lock, args.offline)
     raise AssertionError(f"unhandled command {args.command}")
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """Build the run's settings from the flags, or from the saved run with --resume.
+def _multiworker(args: argparse.Namespace) -> int:
+    """Check the job once, then start its local workers into one run folder."""
+    from tfdock.launch import launch_local
+    from tfdock.train import check_before_workers
 
-    With --resume the run's config.json decides; a flag given with a value other
-    than its default must agree with it, or the resume is refused.
+    config = _train_config(args)
+    run_dir = check_before_workers(config, args.resume)
+    return launch_local(args.workers, _worker_arguments(config, run_dir), run_dir)
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """Build the run's settings from the flags given, or from the saved run with --resume.
+
+    Reads at most the run's config.json: no data is loaded and no folder made.
+    With --resume the saved settings decide; every flag given is honoured, or
+    refused when it would change what the run computes.
     """
     from tfdock.train import TrainConfig
 
-    flags = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "data": args.data,
-        "output_dir": args.output_dir,
-        "steps_per_execution": args.steps_per_execution,
-        "intra_op_threads": args.intra_op_threads,
-        "inter_op_threads": args.inter_op_threads,
-        "limit": args.limit,
-        "deterministic": args.deterministic,
+    given = {
+        name: getattr(args, name)
+        for name in TRAIN_SETTINGS
+        if getattr(args, name, None) is not None
     }
-    if getattr(args, "strategy", None) is not None:
-        flags["strategy"] = args.strategy
-    if getattr(args, "loop", None) is not None:
-        flags["loop"] = args.loop
     if args.command == "multiworker":
-        flags["strategy"] = "multi-worker"
+        given["strategy"] = "multi-worker"
     if args.resume is None:
-        config = TrainConfig(**flags)
-        if args.command == "multiworker":
-            from tfdock.data import load_mnist
-            from tfdock.train import new_run_dir
+        return TrainConfig(**given)
+    return _resumed_config(args.resume, given)
 
-            # Bad settings or data fail here, once, before the run folder exists
-            # (and a download happens once, not in every worker).
-            config.validate()
-            load_mnist(config.data)
-            args.run_dir = new_run_dir(Path(args.output_dir))
-        return config
 
-    from tfdock.resume import PINNED_SETTINGS, read_run_config
+def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
+    """Return a saved run's settings, with the flags ``given`` that do not change its math."""
+    from tfdock.run_dir import CONFIG_FILE, PINNED_SETTINGS, read_run_config
+    from tfdock.train import TrainConfig
 
-    saved = read_run_config(args.resume)
-    defaults = TrainConfig()
-    settings = {}
-    for name, value in flags.items():
-        given = value != getattr(defaults, name)
-        if name in PINNED_SETTINGS and given and name in saved and saved[name] != value:
-            flag = "--" + name.replace("_", "-")
+    if "output_dir" in given:
+        raise TfdockError(
+            f"--output-dir is where new runs go, but --resume continues {run_dir} in place; "
+            "drop --output-dir."
+        )
+    saved = read_run_config(run_dir)
+    for name in PINNED_SETTINGS:
+        if name in given and given[name] != saved.get(name, given[name]):
             raise TfdockError(
-                f"{args.resume} was started with {flag} {saved[name]}; a resumed run keeps its "
-                f"settings, so drop {flag} {value} (or start a new run)."
+                f"{run_dir} was started {_as_flag(name, saved[name], 'with ')}; a resumed run "
+                f"keeps its settings, so drop {_as_flag(name, given[name])} (or start a new run)."
             )
-        settings[name] = value if given or name not in saved else saved[name]
-    settings["output_dir"] = Path(settings["output_dir"])
-    if args.command == "multiworker":
-        args.run_dir = args.resume
-    return TrainConfig(**settings)
+    fields = TrainConfig.__dataclass_fields__
+    settings = {name: value for name, value in saved.items() if name in fields}
+    if isinstance(settings.get("output_dir"), str):
+        settings["output_dir"] = Path(settings["output_dir"])
+    try:
+        TrainConfig(**settings).validate()
+    except TfdockError as exc:
+        raise TfdockError(
+            f"{run_dir / CONFIG_FILE} was edited: {str(exc).rstrip('.')}; restore it, or start "
+            "a new run."
+        ) from None
+    return TrainConfig(**{**settings, **given})
 
 
-def _worker_arguments(args: argparse.Namespace, config: TrainConfig) -> list[str]:
+def _as_flag(name: str, value: object, prefix: str = "") -> str:
+    """Say how a setting is given on the command line: --epochs 3, --deterministic, without --limit."""
+    from tfdock.train import flag_name
+
+    flag = flag_name(name)
+    if value is None or value is False:
+        return f"without {flag}"
+    if value is True:
+        return f"{prefix}{flag}"
+    return f"{prefix}{flag} {value}"
+
+
+def _worker_arguments(config: TrainConfig, run_dir: Path) -> list[str]:
     """Return the `tfdock train` flags every local worker of a multiworker job gets."""
     arguments = [
         "--run-dir",
-        str(args.run_dir),
+        str(run_dir),
         "--epochs",
         str(config.epochs),
         "--batch-size",
@@ -388,20 +467,25 @@ def _worker_arguments(args: argparse.Namespace, config: TrainConfig) -> list[str
     return arguments
 
 
-def _lock_check(requirements_in: Path, lock_path: Path) -> int:
-    from tfdock.lock import lock_drift, read_lock
+def _lock(upgrade: bool, packages: tuple[str, ...]) -> int:
+    from tfdock.lock_compile import compile_locks
 
-    if not requirements_in.is_file():
-        raise TfdockError(f"{requirements_in} does not exist; run from the repository root.")
-    problems = lock_drift(requirements_in, read_lock(lock_path))
-    if problems:
-        for problem in problems:
-            print(f"{lock_path}: {problem}", file=sys.stderr)
+    changes = compile_locks(upgrade, packages)
+    for change in changes:
+        print(change.summary())
+    if any(change.added or change.removed or change.changed for change in changes):
         print(
-            f"tfdock: error: {lock_path} no longer matches {requirements_in}; "
-            "run `make lock` to recompile it (never edit it by hand).",
-            file=sys.stderr,
+            "Next: `make setup` re-syncs .venv; `make image` / `make image-gpu` rebuild the "
+            "images; in VS Code, Dev Containers: Rebuild Container."
         )
+    return 0
+
+
+def _container_check() -> int:
+    from tfdock.container import stale_container_message
+
+    message = stale_container_message()
+    if message:
+        print(f"tfdock: {message}", file=sys.stderr)
         return 1
-    print(f"{lock_path} matches {requirements_in}")
     return 0

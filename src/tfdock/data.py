@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import struct
@@ -66,6 +67,8 @@ class Mnist:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    sha256: str
+    """The data's identity: the npz file's sha256, or that of the four .gz files in order."""
 
 
 def default_cache_dir() -> Path:
@@ -80,9 +83,15 @@ def load_mnist(data: str | os.PathLike[str] | None = None, cache_dir: Path | Non
     """Load MNIST from ``data`` (npz file or IDX folder), ``$TFDOCK_DATA``, or the download cache."""
     if data is None or str(data) == "":
         data = os.environ.get(DATA_ENV) or None
-    if data is not None:
-        return load_local(Path(data))
-    return _load_cached_download(cache_dir or default_cache_dir())
+    try:
+        if data is not None:
+            return load_local(Path(data))
+        return _load_cached_download(cache_dir or default_cache_dir())
+    except PermissionError as exc:
+        raise TfdockError(
+            f"cannot read {exc.filename or data}: permission denied; make it readable for this "
+            "user (and its folders searchable), or pass --data a copy this user can read."
+        ) from None
 
 
 def load_local(path: Path) -> Mnist:
@@ -107,7 +116,7 @@ def load_npz(path: Path) -> Mnist:
                     f"(expected arrays {', '.join(KERAS_MNIST_KEYS)}); {OFFLINE_HINT}."
                 )
             arrays = {key: archive[key] for key in KERAS_MNIST_KEYS}
-    except TfdockError:
+    except (TfdockError, PermissionError):
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise TfdockError(
@@ -115,7 +124,7 @@ def load_npz(path: Path) -> Mnist:
             f"truncated or corrupt: download it again (sha256 {KERAS_MNIST_SHA256}) "
             f"or {OFFLINE_HINT}."
         ) from None
-    return _validated(arrays, str(path))
+    return _validated(arrays, str(path), sha256_of(path))
 
 
 def load_idx_folder(folder: Path) -> Mnist:
@@ -127,23 +136,30 @@ def load_idx_folder(folder: Path) -> Mnist:
             f"({', '.join(name for name, _ in IDX_FILES.values())})."
         )
     arrays = {}
+    identity = hashlib.sha256()
     for key, (name, expected) in IDX_FILES.items():
         file = folder / name
-        actual = sha256_of(file)
+        compressed = file.read_bytes()
+        actual = hashlib.sha256(compressed).hexdigest()
         if actual != expected:
             raise TfdockError(
                 f"{file} has sha256 {actual}, but the official file has {expected}: "
                 "it is corrupt, truncated or not MNIST; replace it with the official download."
             )
-        arrays[key] = read_idx(file)
-    return _validated(arrays, str(folder))
+        identity.update(compressed)
+        arrays[key] = read_idx(file, compressed)
+    return _validated(arrays, str(folder), identity.hexdigest())
 
 
-def read_idx(file: Path) -> np.ndarray:
-    """Decode one gzip-compressed IDX file (images or labels) into a uint8 array."""
+def read_idx(file: Path, compressed: bytes | None = None) -> np.ndarray:
+    """Decode one gzip-compressed IDX file (images or labels) into a uint8 array.
+
+    ``compressed`` is the file's bytes when the caller has read them already.
+    """
     try:
-        with gzip.open(file, "rb") as handle:
-            raw = handle.read()
+        raw = gzip.decompress(file.read_bytes() if compressed is None else compressed)
+    except PermissionError:
+        raise
     except (OSError, EOFError) as exc:
         raise TfdockError(
             f"{file} cannot be decompressed ({_reason(exc)}); replace it with the official file."
@@ -178,7 +194,7 @@ def read_idx(file: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _validated(arrays: dict[str, np.ndarray], source: str) -> Mnist:
+def _validated(arrays: dict[str, np.ndarray], source: str, sha256: str) -> Mnist:
     expected_counts = {"train": TRAIN_SIZE, "test": TEST_SIZE}
     for split, count in expected_counts.items():
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -196,7 +212,9 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> Mnist:
             raise TfdockError(
                 f"{source}: y_{split} holds label {int(labels.max())}, but MNIST labels are 0 to 9."
             )
-    return Mnist(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], source)
+    return Mnist(
+        arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], source, sha256
+    )
 
 
 def _load_cached_download(cache_dir: Path) -> Mnist:

@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tfdock.errors import TfdockError
+from tfdock.peers import (
+    DEFAULT_STARTUP_TIMEOUT_SECONDS,
+    STARTUP_TIMEOUT_ENV,
+    join_cluster,
+    parse_startup_timeout,
+)
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 DEFAULT_STRATEGY = "auto"
@@ -37,15 +43,34 @@ class Cluster:
     """Number of tasks (chief and workers) that train together."""
     is_chief: bool
     """The one task that writes the run directory's artifacts."""
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+    """Each task type's host:port addresses, as TF_CONFIG lists them."""
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS
+    """Seconds to wait for the other tasks to start (TFDOCK_STARTUP_TIMEOUT)."""
 
     @property
     def name(self) -> str:
         return f"{self.task_type} {self.task_index}"
 
+    @property
+    def address(self) -> str:
+        """This task's own host:port."""
+        return self.addresses[self.task_type][self.task_index]
+
+    def peers(self) -> dict[str, str]:
+        """Return {task name: host:port} for every other task of the job."""
+        return {
+            f"{task_type} {index}": address
+            for task_type, addresses in self.addresses.items()
+            for index, address in enumerate(addresses)
+            if (task_type, index) != (self.task_type, self.task_index)
+        }
+
 
 def read_cluster(environ: Mapping[str, str] | None = None) -> Cluster | None:
-    """Parse ``TF_CONFIG``; return None when it is unset, or raise one clear sentence."""
-    text = (os.environ if environ is None else environ).get(TF_CONFIG_ENV, "").strip()
+    """Parse ``TF_CONFIG`` (and the start-up timeout); None when unset, else one clear sentence."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(TF_CONFIG_ENV, "").strip()
     if not text:
         return None
     try:
@@ -82,7 +107,8 @@ def read_cluster(environ: Mapping[str, str] | None = None) -> Cluster | None:
         )
     is_chief = task_type == "chief" or ("chief" not in cluster and task_index == 0)
     size = sum(len(addresses) for addresses in cluster.values())
-    return Cluster(task_type, task_index, size, is_chief)
+    startup_timeout = parse_startup_timeout(environ.get(STARTUP_TIMEOUT_ENV))
+    return Cluster(task_type, task_index, size, is_chief, dict(cluster), startup_timeout)
 
 
 def _is_host_port(address: Any) -> bool:
@@ -124,8 +150,11 @@ def resolve_strategy(requested: str, cluster: Cluster | None, gpu_count: int) ->
     return requested
 
 
-def make_strategy(tf: Any, resolved: str) -> Any:
-    """Build the tf.distribute strategy named by ``resolve_strategy``."""
+def make_strategy(tf: Any, resolved: str, cluster: Cluster | None = None) -> Any:
+    """Build the tf.distribute strategy named by ``resolve_strategy``.
+
+    Multi-worker: wait (bounded) for every task of the job first, see peers.py.
+    """
     if resolved == "default":
         return tf.distribute.get_strategy()
     if resolved == "one-device":
@@ -137,7 +166,7 @@ def make_strategy(tf: Any, resolved: str) -> Any:
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS
         )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return join_cluster(tf, cluster or read_cluster(), options)
     raise AssertionError(f"unknown strategy {resolved}")
 
 

@@ -21,8 +21,13 @@ PORT_ENV = "TFDOCK_LAB_PORT"
 
 
 def check_port_free(ip: str, port: int) -> None:
-    """Raise a clear error when ``ip:port`` is taken or cannot be bound."""
+    """Raise a clear error when ``ip:port`` is taken or cannot be bound.
+
+    The probe binds the way JupyterLab's server will, with SO_REUSEADDR, so a
+    port whose last connections linger in TIME-WAIT after a restart is free.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((ip, port))
         except OSError as exc:
@@ -36,8 +41,12 @@ def check_port_free(ip: str, port: int) -> None:
             ) from None
 
 
-def lab_command(ip: str, port: int, token: str, root_dir: Path) -> list[str]:
-    """Return the jupyter-lab command line: token required, no browser."""
+def lab_command(ip: str, port: int, root_dir: Path) -> list[str]:
+    """Return the jupyter-lab command line: no browser, and no token.
+
+    The token travels in the environment ($JUPYTER_TOKEN, which jupyter_server
+    reads), never in arguments, which any local user can read with `ps`.
+    """
     return [
         sys.executable,
         "-m",
@@ -47,7 +56,6 @@ def lab_command(ip: str, port: int, token: str, root_dir: Path) -> list[str]:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}",
-        f"--IdentityProvider.token={token}",
         "--ServerApp.allow_remote_access=True",
         # Ctrl-C in a terminal stops the lab at once instead of asking "Shut down (y/[n])?".
         "--ServerApp.answer_yes=True",
@@ -72,14 +80,14 @@ def start_lab(ip: str, port: int, url_port: int | None, root_dir: Path) -> int:
     url = f"http://{shown_host}:{url_port or port}/lab?token={token}"
     print(f"tfdock: JupyterLab is starting; open {url}", flush=True)
     env = {**os.environ, TOKEN_ENV: token, PORT_ENV: str(port)}
-    command = lab_command(ip, port, token, root_dir)
+    command = lab_command(ip, port, root_dir)
     os.execvpe(command[0], command, env)
     return 0  # not reached
 
 
 def lab_health(port: int | None = None, timeout: float = 4.0) -> int:
     """Return 0 when the JupyterLab on this machine answers its API, 1 otherwise."""
-    port = port or int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
+    port = port or _port_from_environment()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=timeout) as response:
             version = json.load(response).get("version", "?")
@@ -88,3 +96,16 @@ def lab_health(port: int | None = None, timeout: float = 4.0) -> int:
         return 1
     print(f"healthy: jupyter_server {version} on port {port}")
     return 0
+
+
+def _port_from_environment() -> int:
+    """Read the lab's port from $TFDOCK_LAB_PORT (set by `tfdock lab`), else the default."""
+    text = os.environ.get(PORT_ENV, "").strip()
+    if not text:
+        return DEFAULT_PORT
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise TfdockError(
+            f"{PORT_ENV}={text} is not a TCP port; set it to the lab's port (1 to 65535), "
+            f"or unset it for {DEFAULT_PORT}."
+        )
+    return int(text)

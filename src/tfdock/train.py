@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-import secrets
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tfdock._files import atomic_path, write_json
-from tfdock.data import load_mnist
-from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, read_cluster
+from tfdock.data import TRAIN_SIZE, Mnist, load_mnist
+from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, Cluster, read_cluster
 from tfdock.errors import TfdockError
 from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
-from tfdock.resume import claim_run_dir, epoch_backup
+from tfdock.resume import Progress, epoch_backup, read_progress, restore_backup
+from tfdock.run_dir import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    DATA_IDENTITY,
+    METRICS_FILE,
+    MODEL_FILE,
+    TENSORBOARD_DIR,
+    claim_run_dir,
+    new_run_dir,
+)
 
 DEFAULT_EPOCHS = 5
 DEFAULT_BATCH_SIZE = 32
@@ -44,11 +55,25 @@ DEFAULT_INTER_OP_THREADS = 1
 DATA_THREADS = 1
 PREFETCH_BATCHES = 4
 
-MODEL_FILE = "model.keras"
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config.json"
-CURVES_FILE = "curves.png"
-TENSORBOARD_DIR = "tensorboard"
+INT32_MAX = 2**31 - 1
+MAX_THREADS = 1024
+# The range of each numeric setting, checked before TensorFlow sees any of them.
+NUMERIC_RANGES = {
+    "epochs": (1, INT32_MAX),
+    "batch_size": (1, TRAIN_SIZE),  # one batch at most holds every training image
+    "seed": (0, 2**32 - 1),  # NumPy's global seed is 32 bits
+    "steps_per_execution": (1, INT32_MAX),  # Keras counts steps in int32
+    "intra_op_threads": (0, MAX_THREADS),  # 0 = TensorFlow's choice
+    "inter_op_threads": (0, MAX_THREADS),
+    "limit": (1, TRAIN_SIZE),
+}
+# A write into the run folder that fails for lack of space: a full disk or quota.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def flag_name(setting: str) -> str:
+    """Return the command-line flag of a TrainConfig field: batch_size -> --batch-size."""
+    return "--" + setting.replace("_", "-")
 
 
 @dataclass
@@ -75,14 +100,15 @@ class TrainConfig:
     """auto (the graph loop where it is exact, else Keras fit) or fit."""
 
     def validate(self) -> None:
-        """Refuse settings that cannot train, with the flag to fix."""
-        for flag, value in (
-            ("--epochs", self.epochs),
-            ("--batch-size", self.batch_size),
-            ("--steps-per-execution", self.steps_per_execution),
-        ):
-            if value < 1:
-                raise TfdockError(f"{flag} must be a whole number of at least 1, not {value}.")
+        """Refuse settings that cannot train, with the flag to fix (they may come from a file)."""
+        for name, (low, high) in NUMERIC_RANGES.items():
+            value = getattr(self, name)
+            if name == "limit" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise TfdockError(
+                    f"{flag_name(name)} must be a whole number from {low} to {high}, not {value!r}."
+                )
         if self.limit is not None and self.limit < self.batch_size:
             raise TfdockError(
                 f"--limit {self.limit} is smaller than one batch ({self.batch_size}); "
@@ -94,6 +120,10 @@ class TrainConfig:
             raise TfdockError(
                 f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
             )
+        if not isinstance(self.deterministic, bool):
+            raise TfdockError(f"deterministic must be true or false, not {self.deterministic!r}.")
+        if self.data is not None and not isinstance(self.data, str):
+            raise TfdockError(f"--data must be a path, not {self.data!r}.")
 
 
 @dataclass
@@ -104,23 +134,59 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def new_run_dir(output_dir: Path) -> Path:
-    """Create a fresh run directory; two runs started at once never share one."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TfdockError(
-            f"cannot create the output folder {output_dir} ({exc.strerror}); "
-            "pass --output-dir to a writable folder."
-        ) from None
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    while True:
-        candidate = output_dir / f"{stamp}-{secrets.token_hex(3)}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+@dataclass
+class _Job:
+    """The run as TensorFlow will train it: its settings, place in a cluster and strategy."""
+
+    config: TrainConfig
+    cluster: Cluster | None
+    strategy: Any
+    strategy_name: str
+    """The strategy --strategy resolved to: default, one-device, mirrored or multi-worker."""
+
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes the run folder (under multi-worker, the chief only)."""
+        return self.cluster is None or self.cluster.is_chief
+
+    @property
+    def multi_worker(self) -> bool:
+        return self.strategy_name == "multi-worker"
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.batch_size * self.strategy.num_replicas_in_sync
+
+    @property
+    def steps_per_execution(self) -> int:
+        # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy
+        # ("You must feed a value for placeholder tensor"): one step per call there.
+        return 1 if self.multi_worker else self.config.steps_per_execution
+
+
+def run_record(config: TrainConfig, dataset: Mnist) -> dict[str, Any]:
+    """Return what config.json records of a run: its settings and its data's identity."""
+    return {
+        **asdict(config),
+        "output_dir": str(config.output_dir),
+        "data_source": dataset.source,
+        DATA_IDENTITY: dataset.sha256,
+    }
+
+
+def check_before_workers(config: TrainConfig, resume: Path | None) -> Path:
+    """Check a local multi-worker job before any worker starts; return its run folder.
+
+    Bad settings, data or a run folder that may not be resumed fail here, once
+    and before a new run folder is made (and a download happens once, not in
+    every worker).
+    """
+    config.validate()
+    dataset = load_mnist(config.data)
+    if resume is None:
+        return new_run_dir(Path(config.output_dir))
+    with claim_run_dir(resume, run_record(config, dataset), writer=True):
+        return resume
 
 
 def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
@@ -129,104 +195,114 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     With ``run_dir``, train into exactly that folder: a new or empty one starts
     fresh, one holding this run's unfinished attempt resumes from its last
     completed epoch. Under a multi-worker strategy only the chief writes there.
+    Nothing is written before the settings, TF_CONFIG and data are checked.
     """
     config.validate()
     cluster = read_cluster()  # a malformed TF_CONFIG fails here, before anything is written
-    is_chief = cluster is None or cluster.is_chief
     dataset = load_mnist(config.data)  # bad data fails here, before TensorFlow loads
-    config_record = {
-        **asdict(config),
-        "output_dir": str(config.output_dir),
-        "data_source": dataset.source,
-    }
-    if run_dir is None:
-        run_dir = new_run_dir(Path(config.output_dir))
-    progress = claim_run_dir(Path(run_dir), config_record, writer=is_chief)
-    run_dir = Path(run_dir)
+    record = run_record(config, dataset)
+    writer = cluster is None or cluster.is_chief
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(config.output_dir))
+    with claim_run_dir(run_dir, record, writer=writer), _failed_writes_explained(run_dir, cluster):
+        progress = read_progress(run_dir, config.epochs)
+        job = _start_tensorflow(config, cluster)
+        model, fit_reason = _build_model(job, progress)
+        x_train, y_train = _training_arrays(dataset, config.limit)
+        _begin(job, record, run_dir, progress, fit_reason, dataset.source, len(x_train))
+        model, training = _fit(job, model, fit_reason, x_train, y_train, progress, run_dir)
+        if not job.writer:
+            print(f"tfdock: {cluster.name} finished; the chief writes the artifacts.", flush=True)
+            return TrainResult(run_dir, {})
+        metrics = _finish(model, dataset, run_dir, {**training, "config": record})
+    return TrainResult(run_dir, metrics)
 
+
+def _start_tensorflow(config: TrainConfig, cluster: Cluster | None) -> _Job:
+    """Set TensorFlow's threads and determinism, make the strategy, and seed every generator."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    from tfdock.distribute import (
-        is_lost_worker_error,
-        lost_worker_reason,
-        make_strategy,
-        multi_worker_model_class,
-        resolve_strategy,
-        skip_symbolic_build_reduce,
-    )
-    from tfdock.graph_loop import fit_in_graph, unsupported_reason
-    from tfdock.model import build_model, compile_model
-    from tfdock.verify import environment_receipt
+    from tfdock.distribute import make_strategy, resolve_strategy
 
-    resolved = resolve_strategy(
+    strategy_name = resolve_strategy(
         config.strategy, cluster, len(tf.config.list_physical_devices("GPU"))
     )
-    multi_worker = resolved == "multi-worker"
     tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
     # A collective op holds its thread while it waits for the peers: with one
     # inter-op thread a multi-worker step could wait on itself, so leave it to TF.
     tf.config.threading.set_inter_op_parallelism_threads(
-        0 if multi_worker else config.inter_op_threads
+        0 if strategy_name == "multi-worker" else config.inter_op_threads
     )
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(tf, resolved)  # multi-worker: waits here until every task is up
+    strategy = make_strategy(
+        tf, strategy_name, cluster
+    )  # multi-worker: waits (bounded) for every task
     keras.utils.set_random_seed(config.seed)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
-    # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy
-    # ("You must feed a value for placeholder tensor"): one step per call there.
-    steps_per_execution = 1 if multi_worker else config.steps_per_execution
+    return _Job(config, cluster, strategy, strategy_name)
 
-    x_train, y_train = dataset.x_train, dataset.y_train
-    if config.limit is not None:
-        x_train, y_train = x_train[: config.limit], y_train[: config.limit]
-    # Scale once, in float32, the dtype the model computes in.
-    x_train = x_train.astype(np.float32) / 255.0
-    x_test = dataset.x_test.astype(np.float32) / 255.0
-    y_train = y_train.astype(np.int32)
 
-    with strategy.scope():
-        model_class = multi_worker_model_class() if multi_worker else None
-        model = compile_model(build_model(model_class), steps_per_execution)
+def _build_model(job: _Job, progress: Progress) -> tuple[Any, str | None]:
+    """Build and compile the model, restore an earlier attempt's backup; say why fit runs it.
+
+    The graph loop is fit's math without fit's per-step overhead (graph_loop.py);
+    what it cannot do exactly as fit would (tf.distribute) goes to fit, and the
+    returned reason says why (None: the graph loop trains).
+    """
+    from tfdock.distribute import multi_worker_model_class, skip_symbolic_build_reduce
+    from tfdock.graph_loop import unsupported_reason
+    from tfdock.model import build_model, compile_model
+
+    with job.strategy.scope():
+        model_class = multi_worker_model_class() if job.multi_worker else None
+        model = compile_model(build_model(model_class), job.steps_per_execution)
         if progress.weights is not None:
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(progress.weights)
-    if multi_worker:
+            restore_backup(model, progress)
+    if job.multi_worker:
         skip_symbolic_build_reduce(model)
-    # The graph loop is fit's math without fit's per-step overhead (graph_loop.py);
-    # what it cannot do exactly as fit would (tf.distribute) goes to fit.
-    fit_reason = "--loop fit" if config.loop == "fit" else unsupported_reason(model, strategy)
-    training_loop = "keras-fit" if fit_reason else "graph"
+    if job.config.loop == "fit":
+        return model, "--loop fit"
+    return model, unsupported_reason(model, job.strategy)
 
-    config_record.update(
-        train_samples=len(x_train),
-        strategy_used=resolved,
+
+def _training_arrays(dataset: Mnist, limit: int | None) -> tuple[Any, Any]:
+    """Return the training images scaled once to float32 (the model's dtype), labels as int32."""
+    import numpy as np
+
+    x_train, y_train = dataset.x_train[:limit], dataset.y_train[:limit]
+    return x_train.astype(np.float32) / 255.0, y_train.astype(np.int32)
+
+
+def _begin(
+    job: _Job,
+    record: dict[str, Any],
+    run_dir: Path,
+    progress: Progress,
+    fit_reason: str | None,
+    source: str,
+    train_samples: int,
+) -> None:
+    """Record how the run trains in config.json (a fresh run's writer) and say it on one line."""
+    config = job.config
+    training_loop = "keras-fit" if fit_reason else "graph"
+    replicas = job.strategy.num_replicas_in_sync
+    record.update(
+        train_samples=train_samples,
+        strategy_used=job.strategy_name,
         replicas=replicas,
-        global_batch_size=global_batch,
-        steps_per_execution_used=steps_per_execution,
+        global_batch_size=job.global_batch,
+        steps_per_execution_used=job.steps_per_execution,
         training_loop=training_loop,
     )
-    if is_chief and progress.completed == 0:
-        write_json(run_dir / CONFIG_FILE, config_record)
-    epoch_seconds: list[float] = []
-    # Saving is collective under multi-worker: workers save into a scratch folder
-    # that is removed when they finish, so they leave nothing behind.
-    scratch = None if is_chief else tempfile.TemporaryDirectory(prefix="tfdock-worker-")
-    callbacks = [
-        _epoch_timer(epoch_seconds),
-        epoch_backup(run_dir, progress, epoch_seconds, scratch=scratch and Path(scratch.name)),
-    ]
-    if is_chief:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR)))
-    verbose = 1 if sys.stdout.isatty() else 2
+    if job.writer and progress.completed == 0:
+        write_json(run_dir / CONFIG_FILE, record)
+    cluster = job.cluster
     role = f" as {cluster.name} of {cluster.size}" if cluster is not None else ""
     print(
-        f"tfdock: training on {len(x_train)} images from {dataset.source}, "
-        f"{config.epochs} epochs; strategy {resolved}{role}: {replicas} replica(s) x batch "
-        f"{config.batch_size} = global batch {global_batch}; "
+        f"tfdock: training on {train_samples} images from {source}, "
+        f"{config.epochs} epochs; strategy {job.strategy_name}{role}: {replicas} replica(s) x "
+        f"batch {config.batch_size} = global batch {job.global_batch}; "
         f"loop {training_loop}{f' ({fit_reason})' if fit_reason else ''}; run directory {run_dir}",
         flush=True,
     )
@@ -236,93 +312,183 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
             f"(from {progress.weights})",
             flush=True,
         )
+
+
+def _fit(
+    job: _Job,
+    model: Any,
+    fit_reason: str | None,
+    x_train: Any,
+    y_train: Any,
+    progress: Progress,
+    run_dir: Path,
+) -> tuple[Any, dict[str, Any]]:
+    """Train the remaining epochs, backing up after each; return the model and the figures.
+
+    Under multi-worker the returned model is a plain Sequential holding the
+    trained weights and optimizer state (model.keras then loads without tfdock).
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfdock.distribute import is_lost_worker_error, lost_worker_reason
+    from tfdock.graph_loop import fit_in_graph
+
+    config = job.config
     resumed_after = progress.completed
+    epoch_seconds: list[float] = []
+    callbacks = [
+        _epoch_timer(epoch_seconds),
+        epoch_backup(run_dir, progress, epoch_seconds, writer=job.writer),
+    ]
+    if job.writer:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR)))
+    verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
     try:
-        with strategy.scope():
+        with job.strategy.scope():
             if fit_reason is None:
                 fit_in_graph(
                     model,
                     x_train,
                     y_train,
                     epochs=config.epochs,
-                    initial_epoch=progress.completed,
-                    batch_size=global_batch,
+                    initial_epoch=resumed_after,
+                    batch_size=job.global_batch,
                     seed=config.seed,
-                    steps_per_execution=steps_per_execution,
+                    steps_per_execution=job.steps_per_execution,
                     callbacks=callbacks,
                     verbose=verbose,
                 )
             else:
                 model.fit(
                     _training_dataset(
-                        tf, x_train, y_train, config, global_batch, shard_by_data=multi_worker
+                        tf, x_train, y_train, config, job.global_batch, job.multi_worker
                     ),
-                    initial_epoch=progress.completed,
+                    initial_epoch=resumed_after,
                     epochs=config.epochs,
                     # The dataset reshuffles itself each epoch; Keras's own flag is for arrays.
                     shuffle=False,
                     callbacks=callbacks,
                     verbose=verbose,
                 )
-        fit_seconds = time.perf_counter() - started
-        # Reading the weights is collective under multi-worker too: every worker reads.
-        if multi_worker:
-            weights = model.get_weights()
-            optimizer_state = [variable.numpy() for variable in model.optimizer.variables]
+        seconds = time.perf_counter() - started
+        if job.multi_worker:
+            # Reading the weights is collective under multi-worker: every worker reads.
+            model = _plain_copy(model, config.steps_per_execution)
     except tf.errors.OpError as exc:
-        if not (multi_worker and is_lost_worker_error(tf, exc)):
+        if not (job.multi_worker and is_lost_worker_error(tf, exc)):
             raise
         raise TfdockError(
-            f"{cluster.name} lost contact with another task of the multi-worker job "
+            f"{job.cluster.name} lost contact with another task of the multi-worker job "
             f"({lost_worker_reason(exc)}); restart every task with the same --run-dir "
             f"and training resumes from the last completed epoch saved in {run_dir}."
         ) from None
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
-    if not is_chief:
-        print(f"tfdock: {cluster.name} finished; the chief writes the artifacts.", flush=True)
-        return TrainResult(run_dir, {})
-
-    if multi_worker:
-        # Evaluate and save a plain Sequential: model.keras loads without tfdock.
-        model = compile_model(build_model(), config.steps_per_execution)
-        model.set_weights(weights)
-        model.optimizer.build(model.trainable_variables)
-        for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
-            variable.assign(value)
-    test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=256, verbose=0)
-
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        # Keras insists on the .keras suffix; the suffixed name is temporary too.
-        try:
-            model.save(_keras_name(tmp))
-            os.replace(_keras_name(tmp), tmp)
-        finally:
-            _keras_name(tmp).unlink(missing_ok=True)
-
-    epochs = progress.epochs
     samples = len(x_train) * (config.epochs - resumed_after)
-    metrics = {
-        "test": {"loss": float(test_loss), "accuracy": float(test_accuracy)},
-        "epochs": epochs,
-        "fit_seconds": fit_seconds,
-        "samples_per_second": samples / fit_seconds,
+    return model, {
+        "epochs": progress.epochs,
+        "fit_seconds": seconds,
+        "samples_per_second": samples / seconds,
         "resumed_after_epoch": resumed_after,
-        "config": config_record,
-        "environment": environment_receipt(),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _plain_copy(model: Any, steps_per_execution: int) -> Any:
+    """Return a plain Sequential with ``model``'s weights and optimizer state."""
+    from tfdock.model import build_model, compile_model
+
+    weights = model.get_weights()
+    optimizer_state = [variable.numpy() for variable in model.optimizer.variables]
+    plain = compile_model(build_model(), steps_per_execution)
+    plain.set_weights(weights)
+    plain.optimizer.build(plain.trainable_variables)
+    for variable, value in zip(plain.optimizer.variables, optimizer_state, strict=True):
+        variable.assign(value)
+    return plain
+
+
+def _finish(model: Any, dataset: Mnist, run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate, then write model.keras, curves.png and, last, metrics.json.
+
+    metrics.json marks a finished run: a failure before it (a full disk) leaves
+    a run that ``--resume`` completes.
+    """
+    from tfdock.verify import environment_receipt
+
+    x_test = dataset.x_test.astype("float32") / 255.0
+    test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=256, verbose=0)
+    _save_model(model, run_dir / MODEL_FILE)
+    _plot_curves(metrics["epochs"], float(test_accuracy), run_dir / CURVES_FILE)
+    metrics.update(
+        test={"loss": float(test_loss), "accuracy": float(test_accuracy)},
+        environment=environment_receipt(),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     write_json(run_dir / METRICS_FILE, metrics)
-    _plot_curves(epochs, float(test_accuracy), run_dir / CURVES_FILE)
     print(
         f"tfdock: test accuracy {test_accuracy:.4f}, test loss {test_loss:.4f}, "
-        f"fit {fit_seconds:.1f} s ({samples / fit_seconds:,.0f} samples/s); "
+        f"fit {metrics['fit_seconds']:.1f} s ({metrics['samples_per_second']:,.0f} samples/s); "
         f"artifacts in {run_dir}",
         flush=True,
     )
-    return TrainResult(run_dir, metrics)
+    return metrics
+
+
+def _save_model(model: Any, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        # Keras insists on the .keras suffix; the suffixed name is temporary too.
+        keras_tmp = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(keras_tmp)
+            os.replace(keras_tmp, tmp)
+        finally:
+            keras_tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _failed_writes_explained(run_dir: Path, cluster: Cluster | None) -> Iterator[None]:
+    """Turn a write that fails (a full disk, above all) into one sentence saying how to go on."""
+    try:
+        yield
+    except Exception as exc:
+        sentence = _failed_write(exc, run_dir, cluster)
+        if sentence is None:
+            raise
+        raise TfdockError(sentence) from None
+
+
+def _failed_write(exc: Exception, run_dir: Path, cluster: Cluster | None) -> str | None:
+    """Say what failed in the run folder and how to go on; None for an error of another kind."""
+    disk_full = _is_disk_full(exc)
+    # filename2: the target of a rename, which is the file the user knows.
+    named = (exc.filename2 or exc.filename) if isinstance(exc, OSError) else None
+    where = Path(named) if named else run_dir
+    in_run_dir = run_dir in (where, *where.parents)
+    if not (disk_full or (isinstance(exc, OSError) and in_run_dir)):
+        return None
+    if not (run_dir / CONFIG_FILE).is_file():
+        then = "start the run again"
+    elif cluster is None:
+        then = f"resume with `tfdock train --resume {run_dir}`"
+    else:
+        then = f"restart every task with --run-dir {run_dir}"
+    if disk_full:
+        disk = run_dir if in_run_dir else where.parent
+        return f"no space left on the disk holding {disk}; free some and {then}."
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{where}: {reason.lower()}; fix that and {then}."
+
+
+def _is_disk_full(exc: Exception) -> bool:
+    """Whether ``exc`` is a write that failed for lack of space, from Python or TensorFlow."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL
+    tf = sys.modules.get("tensorflow")  # TensorBoard's writer fails as a TensorFlow error
+    return (
+        tf is not None
+        and isinstance(exc, tf.errors.ResourceExhaustedError)
+        and any(os.strerror(code) in str(exc) for code in DISK_FULL)
+    )
 
 
 def _training_dataset(
@@ -416,6 +582,8 @@ def _plot_curves(epochs: list[dict[str, Any]], test_accuracy: float, target: Pat
     accuracy_axis.set(title="accuracy", xlabel="epoch")
     accuracy_axis.legend()
     figure.tight_layout()
-    with atomic_path(target) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    try:
+        with atomic_path(target) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(figure)

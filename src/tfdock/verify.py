@@ -9,14 +9,17 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from tfdock._files import sha256_of
+from tfdock.container import stale_container_message
 from tfdock.errors import TfdockError
 from tfdock.lock import (
     DEFAULT_LOCK,
     LOCK_ENV,
+    PROJECT_NAME,
     environment_drift,
     installed_distributions,
     read_lock,
@@ -24,6 +27,11 @@ from tfdock.lock import (
 
 SMOKE_SAMPLES = 512
 SMOKE_EPOCHS = 3
+GPU_DEVICE = "GPU:0"
+CUDNN_WHEEL = "nvidia-cudnn-cu12"
+SMOKE_BATCH = 32
+# As `make train` runs: many steps per call (here all 16 of an epoch in one).
+SMOKE_STEPS_PER_EXECUTION = 100
 
 
 @dataclass
@@ -41,23 +49,27 @@ def default_lock_path() -> Path:
     return Path(os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
 
 
-def check_python(lock_python: str | None) -> Check:
-    """Check that the running Python is the one the lock was compiled for."""
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if lock_python is None:
+def check_python() -> Check:
+    """Check that the running Python is one the kit supports (its Requires-Python).
+
+    The lock is compiled for that Python: `make lock` runs pip-compile with it,
+    and `tfdock lock-check` recompiles with it when the package index answers.
+    """
+    from packaging.specifiers import SpecifierSet
+
+    running = platform.python_version()
+    try:
+        supported = SpecifierSet(metadata.metadata(PROJECT_NAME)["Requires-Python"] or "")
+    except metadata.PackageNotFoundError:
+        return Check("python", False, "the tfdock package is not installed: run `make setup`")
+    if running not in supported:
         return Check(
             "python",
             False,
-            f"running {running}; the lock does not say its Python (regenerate it with `make lock`)",
+            f"running {running} ({sys.executable}), but tfdock and its lock need Python "
+            f"{supported}: recreate the environment with such a Python",
         )
-    if running != lock_python:
-        return Check(
-            "python",
-            False,
-            f"running {running} ({sys.executable}), the lock is for "
-            f"{lock_python}: recreate the environment with Python {lock_python}",
-        )
-    return Check("python", True, f"{platform.python_version()} ({sys.executable})")
+    return Check("python", True, f"{running} ({sys.executable})")
 
 
 def check_packages(lock_path: Path) -> Check:
@@ -65,7 +77,8 @@ def check_packages(lock_path: Path) -> Check:
     lock = read_lock(lock_path)
     drift = environment_drift(lock, installed_distributions())
     if drift.clean:
-        return Check("packages", True, f"{len(lock.pins_here())} distributions match {lock_path}")
+        here = sum(lock.applies(name) for name in lock.pins)  # markers may leave some out
+        return Check("packages", True, f"{here} distributions match {lock_path}")
     lines = drift.lines()
     return Check("packages", False, "; ".join(lines) + " -- run `make setup` to re-sync")
 
@@ -120,41 +133,116 @@ def check_gpu(info: dict[str, Any], require_gpu: bool) -> Check:
     return Check("gpu", True, "none visible: CPU only")
 
 
-def check_smoke_fit() -> Check:
-    """Fit the kit's model on a little synthetic data and check that the loss goes down."""
-    import keras
+def check_on_gpu(info: dict[str, Any], cudnn_pin: str | None) -> list[Check]:
+    """Fit on GPU:0 in a child process; check where it ran and the CUDA libraries it loaded.
+
+    The child (tfdock.gpu_probe) may die of a native abort; its last error line is
+    reported then, so a broken GPU setup never fails silently.
+    """
+    from tfdock import gpu_probe
+
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "tfdock.gpu_probe", "--device", GPU_DEVICE]
+    outcome = gpu_probe.run_probe(command, gpu_probe.probe_timeout())
+    seconds = time.perf_counter() - started
+    if outcome.report is None:
+        return [Check("gpu smoke fit", False, str(outcome.problem), seconds)]
+    info["gpu_probe"] = outcome.report
+    placement = outcome.report["placement"]
+    misplaced = gpu_probe.placement_problem(placement, GPU_DEVICE)
+    ran = (
+        f"model and convolution on {GPU_DEVICE}, peak {placement['peak_bytes'] / 2**20:.1f} MiB, "
+        "loss " + " -> ".join(f"{loss:.3f}" for loss in placement["losses"])
+    )
+    build = {"cuda_version": info.get("cuda_build"), "cudnn_version": info.get("cudnn_build")}
+    libraries = outcome.report["libraries"]
+    mismatch = gpu_probe.libraries_problem(libraries, build, cudnn_pin)
+    return [
+        Check("gpu smoke fit", misplaced is None, misplaced or ran, seconds),
+        Check(
+            "cuda libraries",
+            mismatch is None,
+            mismatch or gpu_probe.describe_libraries(libraries, build),
+        ),
+    ]
+
+
+def check_smoke_fits() -> list[Check]:
+    """Train the kit's model briefly both ways it trains: Keras fit, and the graph loop.
+
+    `make train` runs the graph loop, which drives the compiled Adam's own
+    moment variables; a Keras upgrade that changes them breaks it and not fit.
+    """
     import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, SMOKE_SAMPLES).astype(np.int32)
+    # Each class gets its own bright pixel, so there is something to learn.
+    images = rng.random((SMOKE_SAMPLES, 28, 28), dtype=np.float32) * 0.1
+    images[np.arange(SMOKE_SAMPLES), labels, labels] = 1.0
+    return [
+        _smoke("smoke fit", "Keras fit", _fit_with_keras, images, labels),
+        _smoke("smoke graph loop", "the graph loop", _fit_in_graph, images, labels),
+    ]
+
+
+def _smoke(name: str, loop: str, fit: Any, images: Any, labels: Any) -> Check:
+    """Run one way of training; pass when it runs and the loss goes down."""
+    import keras
 
     from tfdock.model import build_model, compile_model
 
     started = time.perf_counter()
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, SMOKE_SAMPLES)
-    # Each class gets its own bright pixel, so there is something to learn.
-    images = rng.random((SMOKE_SAMPLES, 28, 28), dtype=np.float32) * 0.1
-    images[np.arange(SMOKE_SAMPLES), labels, labels] = 1.0
-    model = compile_model(build_model())
-    history = model.fit(images, labels, epochs=SMOKE_EPOCHS, batch_size=32, verbose=0)
-    losses = history.history["loss"]
+    model = compile_model(build_model(), steps_per_execution=SMOKE_STEPS_PER_EXECUTION)
+    try:
+        losses = fit(model, images, labels)
+    except Exception as exc:  # a failure to train is the finding itself
+        detail = f"{loop} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        return Check(name, False, detail, time.perf_counter() - started)
     ok = losses[-1] < losses[0]
-    detail = f"{SMOKE_EPOCHS} epochs on {SMOKE_SAMPLES} synthetic images, loss " + " -> ".join(
-        f"{loss:.3f}" for loss in losses
+    detail = f"{loop}, {SMOKE_EPOCHS} epochs on {SMOKE_SAMPLES} synthetic images, loss " + (
+        " -> ".join(f"{loss:.3f}" for loss in losses)
     )
     if not ok:
         detail += ": the loss did not go down"
-    return Check("smoke fit", ok, detail, time.perf_counter() - started)
+    return Check(name, ok, detail, time.perf_counter() - started)
+
+
+def _fit_with_keras(model: Any, images: Any, labels: Any) -> list[float]:
+    history = model.fit(images, labels, epochs=SMOKE_EPOCHS, batch_size=SMOKE_BATCH, verbose=0)
+    return history.history["loss"]
+
+
+def _fit_in_graph(model: Any, images: Any, labels: Any) -> list[float]:
+    from tfdock.graph_loop import fit_in_graph
+
+    fit_in_graph(
+        model,
+        images,
+        labels,
+        epochs=SMOKE_EPOCHS,
+        initial_epoch=0,
+        batch_size=SMOKE_BATCH,
+        seed=0,
+        steps_per_execution=SMOKE_STEPS_PER_EXECUTION,
+        callbacks=[],
+        verbose=0,
+    )
+    return model.history.history["loss"]
 
 
 def run_checks(lock_path: Path, require_gpu: bool = False) -> tuple[list[Check], dict[str, Any]]:
     """Run every check in order; a failed import skips the checks that need TensorFlow."""
-    lock = read_lock(lock_path)
-    checks = [check_python(lock.python), check_packages(lock_path)]
+    checks = [check_python(), check_packages(lock_path)]
     tf_check, info = check_tensorflow()
     checks.append(tf_check)
     if tf_check.ok:
-        checks.append(check_gpu(info, require_gpu))
-        checks.append(check_smoke_fit())
+        gpu = check_gpu(info, require_gpu)
+        checks.append(gpu)
+        if require_gpu and gpu.ok:
+            checks += check_on_gpu(info, read_lock(lock_path).pins.get(CUDNN_WHEEL))
+        checks += check_smoke_fits()
     return checks, info
 
 
@@ -169,6 +257,10 @@ def render_table(checks: list[Check]) -> str:
 
 def verify(lock_path: Path | None = None, require_gpu: bool = False, as_json: bool = False) -> int:
     """Run the checks, print the table (or JSON) and return the exit code."""
+    if lock_path is None:
+        stale = stale_container_message()
+        if stale:
+            raise TfdockError(stale)
     lock_path = lock_path or default_lock_path()
     if not lock_path.is_file():
         raise TfdockError(

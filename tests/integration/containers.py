@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,56 @@ def image_labels(engine: str, image: str) -> dict[str, str]:
     """Return an image's labels."""
     out = run(engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout
     return json.loads(out) or {}
+
+
+def copy_repository(repo_root: Path, destination: Path) -> Path:
+    """Copy the repository's files (tracked and new, not ignored) to a throwaway folder."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo_root, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        source = repo_root / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+# A team's own script: it imports TensorFlow and writes a file into the workspace.
+OWN_SCRIPT = """\
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+total = float(tf.reduce_sum(tf.range(4.0)))
+Path(sys.argv[1]).write_text(f"{tf.__version__} {total} {sys.prefix}\\n")
+"""
+
+
+def write_own_script(folder: Path) -> Path:
+    """Write OWN_SCRIPT into ``folder`` (inside a workspace) and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "own_script.py"
+    script.write_text(OWN_SCRIPT)
+    return script
+
+
+def probe_wheel(folder: Path) -> Path:
+    """Build a tiny package that is in no lock, tfdock-drift-probe 1.0, as a wheel in FOLDER."""
+    source = folder / "probe-source"
+    (source / "tfdock_drift_probe").mkdir(parents=True)
+    (source / "tfdock_drift_probe" / "__init__.py").write_text("")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tfdock-drift-probe"\nversion = "1.0"\n'
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(folder), str(source)],
+        check=True,
+    )  # fmt: skip
+    shutil.rmtree(source)
+    (wheel,) = folder.glob("tfdock_drift_probe-*.whl")
+    return wheel

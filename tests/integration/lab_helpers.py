@@ -24,6 +24,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def command_lines_holding(secret: str) -> list[str]:
+    """Return the command line of every process on this machine whose arguments hold ``secret``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes()
+        except OSError:  # the process ended, or is not ours to read
+            continue
+        if secret.encode() in arguments:
+            found.append(arguments.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
 def http_status(url: str, timeout: float = 5.0) -> int:
     """GET ``url`` without following redirects and return the HTTP status (0 if unreachable)."""
 

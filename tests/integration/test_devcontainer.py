@@ -16,14 +16,19 @@ import pytest
 from tests.integration.containers import (
     ARTIFACTS,
     base_build_args,
+    copy_repository,
     engine_or_skip,
+    probe_wheel,
     record_artifact,
     run,
+    write_own_script,
 )
+from tfdock.lock import read_lock
 
 pytestmark = pytest.mark.container
 
 IMAGE_UID = 1000  # the image's user `tfdock` (docker/cpu.Dockerfile)
+CONTAINER_CA = "/run/tfdock-ca.crt"  # where the tests mount $CA_BUNDLE, when it is set
 
 
 def _jsonc(path: Path) -> dict:
@@ -55,6 +60,8 @@ class DevContainer:
         self.config, self.label = config, label
         self.up_log = ""
         self.up_result: dict = {}
+        self.up_arguments: tuple[str, ...] = ()
+        self.up_env: dict[str, str] = {}
 
     def _common(self) -> list[str]:
         return [
@@ -65,6 +72,7 @@ class DevContainer:
         ]  # fmt: skip
 
     def up(self, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+        self.up_arguments, self.up_env = extra, env
         result = subprocess.run(
             [self.cli, "up", *self._common(), *extra],
             capture_output=True,
@@ -85,6 +93,13 @@ class DevContainer:
             timeout=1800,
         )
 
+    def restart(self) -> subprocess.CompletedProcess:
+        """Stop the container and bring it up again, as reopening the folder in VS Code does."""
+        ids = run(self.engine, "ps", "--quiet", "--filter", f"label={self.label}").stdout.split()
+        for container in ids:
+            run(self.engine, "stop", "--time", "5", container)
+        return self.up(*self.up_arguments, env=self.up_env)
+
     def remove(self) -> None:
         """Remove the container and the images `up` built for it."""
         ids = run(self.engine, "ps", "--all", "--quiet", "--filter", f"label={self.label}")
@@ -92,10 +107,21 @@ class DevContainer:
             image = run(self.engine, "inspect", "--format", "{{.ImageName}}", container,
                         check=False).stdout.strip()  # fmt: skip
             run(self.engine, "rm", "--force", container, check=False)
-            # vsc-NAME-HASH-uid is built on vsc-NAME-HASH: both are this test's, 3 GB each.
-            for name in {image, image.removesuffix("-uid")}:
+            # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, 3 GB each.
+            for name in {image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)}:
                 if re.search(r"(^|/)vsc-", name):
                     run(self.engine, "rmi", name, check=False, timeout=600)
+
+
+def devcontainer_workspace(repo_root: Path, destination: Path) -> Path:
+    """A fresh copy of the repository for `devcontainer up`, owned as the CLI needs it."""
+    workspace = copy_repository(repo_root, destination)
+    if os.getuid() == 0:
+        # As root there is no host user to map (the CLI leaves uid 0 alone): the clone
+        # belongs to the image's user instead, the README's fix for root-owned files.
+        subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(workspace.parent)],
+                       check=True)  # fmt: skip
+    return workspace
 
 
 def fit_to_this_machine(engine: str, config: Path, **changes) -> None:
@@ -114,40 +140,25 @@ def fit_to_this_machine(engine: str, config: Path, **changes) -> None:
     config.write_text(json.dumps(settings, indent=2))
 
 
-def copy_workspace(repo_root: Path, workspace: Path) -> None:
-    """Copy the repository's files (tracked and new, not ignored) into a fresh workspace."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo_root, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, files):
-        source = repo_root / name
-        if source.is_file():
-            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, workspace / name)
-    if os.getuid() == 0:
-        # As root there is no host user to map (the CLI leaves uid 0 alone): the clone
-        # belongs to the image's user instead, the README's fix for root-owned files.
-        subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(workspace.parent)],
-                       check=True)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def devcontainer(tmp_path_factory, repo_root, mnist_dir):
     """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
     cli = _cli()
     engine = engine_or_skip()
-    workspace = tmp_path_factory.mktemp("devcontainer") / "tfdock"
-    copy_workspace(repo_root, workspace)
+    workspace = devcontainer_workspace(
+        repo_root, tmp_path_factory.mktemp("devcontainer") / "tfdock"
+    )
     config = workspace / ".devcontainer" / "devcontainer.json"
     fit_to_this_machine(engine, config)
     env = {"BUILDAH_FORMAT": "docker"}  # Podman: keep the image's HEALTHCHECK and SHELL
+    mounts = ["--mount", f"type=bind,source={mnist_dir},target=/data/mnist"]
+    if os.environ.get("CA_BUNDLE"):
+        # Behind a TLS-intercepting proxy, `make lock` in the container needs its CA too.
+        mounts += ["--mount", f"type=bind,source={os.environ['CA_BUNDLE']},target={CONTAINER_CA}"]
     container = DevContainer(cli, engine, workspace, config, f"tfdock.test={uuid.uuid4().hex}")
     try:
         started = time.perf_counter()
-        result = container.up(
-            "--mount", f"type=bind,source={mnist_dir},target=/data/mnist", env=env
-        )
+        result = container.up(*mounts, env=env)
         record_artifact(
             "devcontainer.json", "up_built_seconds", round(time.perf_counter() - started, 1)
         )
@@ -164,8 +175,7 @@ def test_cli_reads_both_configs(repo_root, tmp_path):
     cli = _cli()
     engine = engine_or_skip()  # the CLI asks the engine whether the container exists already
     # The CLI inspects each Dockerfile's base: a copy names this machine's (CI has no registry).
-    workspace = tmp_path / "tfdock"
-    copy_workspace(repo_root, workspace)
+    workspace = copy_repository(repo_root, tmp_path / "tfdock")
     merged = {}
     for name, path in (("cpu", ".devcontainer/devcontainer.json"),
                        ("gpu", ".devcontainer/gpu/devcontainer.json")):  # fmt: skip
@@ -221,3 +231,125 @@ def test_devcontainer_trains_one_epoch_into_the_workspace(devcontainer):
     owner = devcontainer.workspace.stat().st_uid
     for path in [run_dir, *run_dir.rglob("*")]:
         assert path.stat().st_uid == owner, path
+
+
+def _exec_ok(devcontainer, *command: str, remote_env: tuple[str, ...] = ()) -> str:
+    result = devcontainer.exec(*command, remote_env=remote_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+KERNEL_PRINTS_PROBE = (
+    "import nbclient, nbformat; "
+    "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("
+    "'import tfdock; print(tfdock.__file__, tfdock.EDIT_PROBE)')]); "
+    "nbclient.NotebookClient(nb, kernel_name='python3', timeout=300).execute(); "
+    "print(nb.cells[0].outputs[0]['text'], end='')"
+)
+
+
+def test_edit_in_the_workspace_counts_at_the_next_command(devcontainer):
+    """An edit to src/tfdock on the host is what the next command, pytest and a notebook kernel in the container import."""
+    init = devcontainer.workspace / "src" / "tfdock" / "__init__.py"
+    probe_test = devcontainer.workspace / "tests" / "unit" / "test_edit_probe.py"
+    original = init.read_text()
+    marker = uuid.uuid4().hex
+    expected = f"/workspace/src/tfdock/__init__.py {marker}"
+    exec_only = time.perf_counter()
+    _exec_ok(devcontainer, "true")
+    exec_only = time.perf_counter() - exec_only
+    try:
+        edited = time.perf_counter()
+        init.write_text(original + f'\nEDIT_PROBE = "{marker}"\n')
+        seen = _exec_ok(devcontainer, "python", "-c",
+                        "import tfdock; print(tfdock.__file__, tfdock.EDIT_PROBE)")  # fmt: skip
+        visible = time.perf_counter() - edited
+        assert seen.strip() == expected
+        record_artifact(
+            "devcontainer.json", "edit_visible_at_first_command_seconds", round(visible, 2)
+        )
+        record_artifact("devcontainer.json", "exec_true_seconds", round(exec_only, 2))
+        probe_test.write_text(
+            f"import tfdock\n\n\ndef test_edit_is_seen():\n    assert tfdock.EDIT_PROBE == {marker!r}\n"
+        )
+        _exec_ok(
+            devcontainer, "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_edit_probe.py"
+        )
+        assert _exec_ok(devcontainer, "python", "-c", KERNEL_PRINTS_PROBE).strip() == expected
+    finally:
+        init.write_text(original)
+        probe_test.unlink(missing_ok=True)
+
+
+def test_pip_install_in_the_dev_container_is_named_by_verify(devcontainer):
+    """The dev container's user can pip install a package into /opt/venv, and `make verify` then names it as drift."""
+    wheel = probe_wheel(devcontainer.workspace / "test-artifacts" / "probe-wheel")
+    _exec_ok(devcontainer, "pip", "install", "--quiet", "--no-deps",
+             f"test-artifacts/probe-wheel/{wheel.name}")  # fmt: skip
+    try:
+        result = devcontainer.exec("make", "verify")
+        assert result.returncode != 0
+        packages = next(line for line in result.stdout.splitlines() if " packages " in line)
+        assert "extra: tfdock-drift-probe==1.0 (not in the lock)" in packages
+    finally:
+        _exec_ok(devcontainer, "pip", "uninstall", "--quiet", "--yes", "tfdock-drift-probe")
+
+
+def test_make_run_in_the_dev_container_writes_your_file(devcontainer):
+    """`make run CMD='python script.py OUT'` in the dev container runs a TensorFlow script with /opt/venv; the file is the workspace owner's."""
+    script = write_own_script(devcontainer.workspace / "test-artifacts" / "own")
+    owner = devcontainer.workspace.stat()
+    for path in (script.parent.parent, script.parent, script):
+        os.chown(path, owner.st_uid, owner.st_gid)  # a folder the workspace's owner made
+    out = script.parent / "devcontainer.txt"
+    _exec_ok(devcontainer, "make", "run",
+             "CMD=python test-artifacts/own/own_script.py test-artifacts/own/devcontainer.txt")  # fmt: skip
+    version, total, prefix = out.read_text().split()
+    assert version.startswith("2.21") and total == "6.0" and prefix == "/opt/venv"
+    assert out.stat().st_uid == devcontainer.workspace.stat().st_uid
+
+
+@pytest.mark.network
+def test_make_lock_in_the_dev_container_uses_its_environment(devcontainer):
+    """`make lock` in the dev container compiles both locks with /opt/venv's pip-tools and makes no .venv."""
+    # A one-package project keeps this to seconds; tests/integration/test_lock_workflow.py
+    # compiles the real locks.
+    files = ("requirements.in", "requirements-gpu.in", "requirements.txt", "requirements-gpu.txt")
+    saved = {name: (devcontainer.workspace / name).read_bytes() for name in files}
+    remote_env = (f"PIP_CERT={CONTAINER_CA}",) if os.environ.get("CA_BUNDLE") else ()
+    try:
+        (devcontainer.workspace / "requirements.in").write_text("six\n")
+        (devcontainer.workspace / "requirements-gpu.in").write_text(
+            "-c requirements.txt\n-r requirements.in\n"
+        )
+        said = _exec_ok(devcontainer, "make", "lock", remote_env=remote_env)
+        assert "-tensorflow 2.21" in said, "the summary names what left the lock"
+        for name in ("requirements.txt", "requirements-gpu.txt"):
+            lock = read_lock(devcontainer.workspace / name)
+            assert lock.pins == {"six": "1.17.0"} and lock.python == "3.11", name
+            assert len(lock.hashes["six"]) == 2
+        assert not (devcontainer.workspace / ".venv").exists()
+    finally:
+        for name, content in saved.items():
+            (devcontainer.workspace / name).write_bytes(content)
+
+
+def test_stale_lock_is_named_by_verify_and_at_every_start(devcontainer):
+    """After the workspace's lock changes, `make verify` fails with one sentence, and the next start says it too (and still starts)."""
+    lock = devcontainer.workspace / "requirements.txt"
+    original = lock.read_bytes()
+    sentence = "this container is older than the lock: /workspace/requirements.txt changed"
+    lock.write_bytes(original + b"# a teammate's change\n")
+    try:
+        result = devcontainer.exec("make", "verify")
+        assert result.returncode != 0
+        assert f"tfdock: error: {sentence}" in result.stderr
+        assert "Rebuild Container" in result.stderr and "checks passed" not in result.stdout
+        restarted = devcontainer.restart()
+        assert restarted.returncode == 0, devcontainer.up_log[-6000:]
+        assert devcontainer.up_result["outcome"] == "success"
+        assert sentence in devcontainer.up_log
+        (ARTIFACTS / "devcontainer-restart.log").write_text(devcontainer.up_log)
+    finally:
+        lock.write_bytes(original)
+    assert _exec_ok(devcontainer, "tfdock", "container-check") == ""

@@ -26,10 +26,19 @@ from tests.integration.containers import (
     record_artifact,
     run,
 )
+from tfdock import gpu_probe
 from tfdock.lock import installed_distributions, read_lock
 
 pytestmark = pytest.mark.container
 
+# What the GPU image's CUDA runtime and cuDNN say they are, next to TensorFlow's build.
+CUDA_LIBRARIES = (
+    "import json, tensorflow as tf; from tfdock import gpu_probe; "
+    "tf.config.list_physical_devices('GPU'); "
+    "print(json.dumps({'libraries': gpu_probe.library_versions(), "
+    "'build': dict(tf.sysconfig.get_build_info())}))"
+)
+CUDA_WHEEL_SIZES = "cd /opt/venv/lib/python3.11/site-packages/nvidia && du -sb -- */"
 LIST_DISTRIBUTIONS = (
     "import json, importlib.metadata as m, re; "
     "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
@@ -117,8 +126,8 @@ def test_container_runs_as_non_root(engine, cpu_image):
     assert uid != "0" and int(uid) >= 1000
 
 
-def test_container_stops_within_two_seconds(engine, cpu_image):
-    """With an init as PID 1, `stop` ends the running lab at once, not after the 10 s kill timeout."""
+def test_container_stop_ends_the_lab_by_its_signal(engine, cpu_image):
+    """With an init as PID 1, `stop`'s SIGTERM ends the lab; it is not killed after the timeout."""
     name = f"tfdock-stop-{uuid.uuid4().hex[:8]}"
     run(engine, "run", "--detach", "--name", name, cpu_image)
     try:
@@ -131,10 +140,12 @@ def test_container_stops_within_two_seconds(engine, cpu_image):
             assert time.monotonic() < deadline, "the lab did not start"
             time.sleep(1)
         started = time.perf_counter()
-        run(engine, "stop", "--time", "10", name)
-        elapsed = time.perf_counter() - started
-        _record("stop_seconds", round(elapsed, 2))
-        assert elapsed < 2.0, f"stop took {elapsed:.1f} s"
+        run(engine, "stop", "--time", "60", name)
+        _record("stop_seconds", round(time.perf_counter() - started, 2))
+        # Killed after the timeout would be 137 (SIGKILL); ended by SIGTERM, the init
+        # reports the lab's own exit.
+        code = run(engine, "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert code != "137", "the lab ignored SIGTERM and was killed after the stop timeout"
     finally:
         run(engine, "rm", "--force", name, check=False)
 
@@ -243,3 +254,28 @@ def test_gpu_image_verifies_on_cpu_and_adds_only_cuda(engine, repo_root, cpu_ima
     assert extra == set(gpu_lock.pins) - set(read_lock(repo_root / "requirements.txt").pins)
     assert all(name.startswith("nvidia-") for name in extra)
     _record("gpu_extra_distributions", sorted(f"{n}=={gpu[n]}" for n in extra))
+
+
+def test_gpu_image_holds_the_cuda_tensorflow_was_built_with(engine, repo_root, gpu_image):
+    """Without a GPU too, the image's libcudart and libcudnn answer with the build's CUDA and cuDNN."""
+    out = run(
+        engine, "run", "--rm", "--no-healthcheck", gpu_image, "python", "-c", CUDA_LIBRARIES
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    libraries, build = found["libraries"], found["build"]
+    pin = read_lock(repo_root / "requirements-gpu.txt").pins["nvidia-cudnn-cu12"]
+    assert gpu_probe.libraries_problem(libraries, build, pin) is None
+    runtime = gpu_probe.cuda_runtime_release(libraries["cuda_runtime"]["version"])
+    assert runtime == ".".join(build["cuda_version"].split(".")[:2])
+    assert libraries["cuda_runtime"]["path"].startswith("/opt/venv/lib/python3.11/site-packages/")
+    _record("gpu_cuda_libraries", gpu_probe.describe_libraries(libraries, build))
+    sizes = run(
+        engine, "run", "--rm", "--no-healthcheck", gpu_image, "bash", "-c", CUDA_WHEEL_SIZES
+    ).stdout
+    _record(
+        "gpu_cuda_wheel_bytes",
+        {
+            name.rstrip("/"): int(size)
+            for size, name in (line.split() for line in sizes.splitlines())
+        },
+    )

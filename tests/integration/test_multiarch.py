@@ -33,7 +33,7 @@ from tests.integration.containers import (
 from tests.integration.test_devcontainer import (
     DevContainer,
     _cli,
-    copy_workspace,
+    devcontainer_workspace,
     fit_to_this_machine,
 )
 from tests.integration.test_images import LIST_DISTRIBUTIONS
@@ -317,8 +317,9 @@ def test_newcomer_opens_the_dev_container_from_the_pulled_image(
     reference = f"{registry}/{NAMESPACE}/{MULTI}:cpu-{cpu_lock[:12]}"
     # Pulled already when the verify test ran first (then `up` is timed without the pull).
     pulled_before = run(newcomer, "image", "exists", reference, check=False).returncode == 0
-    workspace = tmp_path_factory.mktemp("pulled-devcontainer") / "tfdock"
-    copy_workspace(repo_root, workspace)
+    workspace = devcontainer_workspace(
+        repo_root, tmp_path_factory.mktemp("pulled-devcontainer") / "tfdock"
+    )
     config = workspace / ".devcontainer" / "pulled" / "devcontainer.json"
     # The image: what a team sets once, as `make push` prints it.
     fit_to_this_machine(newcomer, config, image=reference)

@@ -47,8 +47,8 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
         env=env,
     )
     try:
+        # Epoch 1's backup is written before epoch 2 starts: kill as soon as it has.
         _wait_for_line(first, rf"^Epoch 2/{EPOCHS}$", timeout=300)
-        time.sleep(0.5)
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
@@ -91,3 +91,71 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
         {k: e[k] for k in ("epoch", "loss", "accuracy")} for e in uninterrupted["epochs"]
     ], "every epoch equals the uninterrupted run's"
     assert metrics["test"] == uninterrupted["test"]
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(tmp_path, mnist_dir):
+    """Two runs into one --run-dir at once: the second is refused; the first finishes intact.
+
+    The first run is stopped (SIGSTOP) once it has started, so that it holds its
+    folder for as long as the second one takes, however slow the machine.
+    """
+    import numpy as np
+
+    from tfdock.data import load_mnist
+
+    mnist = load_mnist(mnist_dir)
+    other_data = tmp_path / "mnist.npz"
+    np.savez(
+        other_data,
+        x_train=mnist.x_train,
+        y_train=mnist.y_train,
+        x_test=mnist.x_test,
+        y_test=mnist.y_test,
+    )
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tfdock", "train", "--epochs", str(EPOCHS), "--limit", "2000"]
+    command += ["--run-dir", str(run_dir)]
+    first = subprocess.Popen(
+        [*command, "--data", str(mnist_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        _wait_for_line(first, r"^tfdock: training on ", timeout=300)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            before = _snapshot(run_dir)
+            for others, refusal in (
+                (["--data", str(other_data), "--loop", "fit"], "was trained on other data"),
+                (["--data", str(mnist_dir), "--loop", "fit"], f"(pid {first.pid}) is writing"),
+            ):
+                second = subprocess.run(
+                    [*command, *others], capture_output=True, text=True, timeout=300
+                )
+                assert second.returncode == 2, second.stdout + second.stderr
+                lines = second.stderr.strip().splitlines()
+                assert len(lines) == 1 and refusal in lines[0], second.stderr
+                assert _snapshot(run_dir) == before, (
+                    "the refused run touched the first one's folder"
+                )
+        finally:
+            first.send_signal(signal.SIGCONT)
+        output, _ = first.communicate(timeout=600)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 0, output[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert config["training_loop"] == metrics["config"]["training_loop"] == "graph"
+    assert config["data_source"] == metrics["config"]["data_source"] == str(mnist_dir)
+    assert config["data_sha256"] == metrics["config"]["data_sha256"] == mnist.sha256
+    assert f"artifacts in {run_dir}" in output

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import re
 import subprocess
 
 import pytest
+
+from tfdock.data import IDX_FILES
+from tfdock.lock import read_lock
 
 
 @pytest.mark.slow
@@ -29,12 +34,18 @@ def test_make_train_reaches_97_percent_and_writes_artifacts(repo_root, mnist_dir
     assert len(metrics["epochs"]) == 5
     assert metrics["epochs"][-1]["loss"] < metrics["epochs"][0]["loss"]
     receipt = metrics["environment"]
-    assert receipt["tensorflow"].startswith("2.21") and receipt["python"].startswith("3.11")
+    assert receipt["tensorflow"] == read_lock(repo_root / "requirements.txt").pins["tensorflow"]
+    assert receipt["python"] == platform.python_version()
     assert len(receipt["lock_sha256"]) == 64
+    data = hashlib.sha256()
+    for name, _ in IDX_FILES.values():
+        data.update((mnist_dir / name).read_bytes())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data_sha256"] == metrics["config"]["data_sha256"] == data.hexdigest()
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     import keras
 
     model = keras.saving.load_model(run_dir / "model.keras")
     assert model.count_params() == 101_770
-    assert not list(run_dir.glob(".*.tmp")), "no temporary files are left behind"
+    assert not list(run_dir.glob(".*")), "no temporary or lock files are left behind"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.containers import record_artifact
+from tfdock.lock import read_lock
 
 VENV_PYTHON = Path(sys.prefix) / "bin" / "python"
 
@@ -25,22 +29,27 @@ def _make(repo_root, *args, env_extra=None, timeout=600):
 
 
 def test_second_setup_is_a_noop(repo_root):
-    """A second `make setup` does nothing and returns in under a second."""
+    """A second `make setup` runs nothing: make finds the venv up to date and touches nothing."""
     _make(repo_root, "setup")
+    stamp = repo_root / ".venv" / ".tfdock-installed"
+    before = stamp.stat().st_mtime_ns
     started = time.perf_counter()
     result = _make(repo_root, "setup")
-    elapsed = time.perf_counter() - started
+    record_artifact("venv.json", "noop_setup_seconds", round(time.perf_counter() - started, 3))
     assert result.returncode == 0
     assert "Nothing to be done for 'setup'" in result.stdout
-    assert elapsed < 1.0, f"no-op make setup took {elapsed:.2f} s"
+    assert result.stderr == ""
+    assert stamp.stat().st_mtime_ns == before, "the venv was not reinstalled"
 
 
 def test_make_verify_passes_and_reports_cpu(repo_root):
     """`make verify` passes every check in the venv and reports the devices."""
     result = _make(repo_root, "verify")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5/5 checks passed" in result.stdout
-    assert "tensorflow 2.21" in result.stdout
+    assert re.search(r"^(\d+)/\1 checks passed$", result.stdout, re.M), result.stdout
+    assert f"tensorflow {read_lock(repo_root / 'requirements.txt').pins['tensorflow']}," in (
+        result.stdout
+    )
     assert "cuInit" not in result.stderr and "I0000" not in result.stderr
 
 

@@ -142,6 +142,19 @@ def test_idx_folder_loads_the_official_files(mnist_dir):
     ]
 
 
+def test_npz_identity_is_its_sha256(good_npz):
+    """An npz's identity, recorded in every run, is the sha256 of the file's bytes."""
+    assert load_npz(good_npz).sha256 == hashlib.sha256(good_npz.read_bytes()).hexdigest()
+
+
+def test_idx_folder_identity_is_the_sha256_of_its_four_files(mnist_dir):
+    """A folder's identity is the sha256 of its four .gz files, in the order IDX_FILES lists them."""
+    digest = hashlib.sha256()
+    for name, _ in IDX_FILES.values():
+        digest.update((mnist_dir / name).read_bytes())
+    assert load_idx_folder(mnist_dir).sha256 == digest.hexdigest()
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [

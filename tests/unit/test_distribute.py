@@ -128,3 +128,24 @@ def test_cli_malformed_tf_config_exits_2_without_traceback(tmp_path, mnist_dir):
 def test_lost_worker_reason_names_what_happened(message, reason):
     """The message of a lost worker quotes TensorFlow's cause, not its boilerplate first line."""
     assert lost_worker_reason(RuntimeError(message)) == reason
+
+
+def test_each_task_knows_its_address_and_its_peers():
+    """A task's own host:port, and every other task by name, as TF_CONFIG lists them."""
+    cluster = {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
+    task = read_cluster(_tf_config("worker", 1, cluster))
+    assert task.address == "c:3"
+    assert task.peers() == {"chief 0": "a:1", "worker 0": "b:2"}
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "inf", "nan", "1e999"])
+def test_a_bad_startup_timeout_is_one_sentence(text):
+    """TFDOCK_STARTUP_TIMEOUT must be a finite number of seconds above 0."""
+    with pytest.raises(TfdockError, match=rf"^TFDOCK_STARTUP_TIMEOUT={text} is not a number"):
+        read_cluster({**_tf_config(), "TFDOCK_STARTUP_TIMEOUT": text})
+
+
+def test_startup_timeout_defaults_and_reads_seconds():
+    """Unset, the wait for peers is 300 s; set, it is the number given."""
+    assert read_cluster(_tf_config()).startup_timeout == 300
+    assert read_cluster({**_tf_config(), "TFDOCK_STARTUP_TIMEOUT": "2.5"}).startup_timeout == 2.5

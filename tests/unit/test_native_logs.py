@@ -1,5 +1,7 @@
 """TensorFlow's start-up chatter is filtered from standard error; real messages are not."""
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -48,3 +50,47 @@ def test_filter_keeps_the_rest_of_stderr_in_order():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
     assert result.stderr == b"first\nsecond\nthird\nafter\n"
+
+
+def test_a_native_abort_reaches_stderr():
+    """TensorFlow's CHECK failure (a real abort) is on stderr; the start-up chatter is not."""
+    code = (
+        "from tfdock._native_logs import quiet_native_logs\n"
+        "with quiet_native_logs():\n"
+        "    import tensorflow as tf\n"
+        "    tf.config.threading.set_intra_op_parallelism_threads(-3)\n"
+        "    tf.constant(1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert result.returncode == -signal.SIGABRT
+    stderr = result.stderr.decode(errors="replace")
+    assert "Check failed: num_threads >= 1 (-3 vs. 1)" in stderr
+    assert "*** Check failure stack trace: ***" in stderr
+    assert "oneDNN custom operations" not in stderr
+    assert "absl::InitializeLog()" not in stderr
+
+
+def test_ctrl_c_keeps_the_last_words(ctrl_c_reaches_children):
+    """Ctrl-C (SIGINT to the whole process group) spares the filter: the last line still arrives."""
+    code = (
+        "import os, sys, time\n"
+        "from tfdock._native_logs import quiet_native_logs\n"
+        "with quiet_native_logs():\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(300)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted', file=sys.stderr)\n"
+        "        sys.exit(130)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stdout.readline() == b"ready\n"
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr == b"interrupted\n"

@@ -1,0 +1,37 @@
+"""Tell whether this container is older than the lock in the workspace mounted into it.
+
+The kit's images copy their lock to $TFDOCK_LOCK at build time and name, in
+$TFDOCK_WORKSPACE_LOCK, the workspace file it was copied from (/workspace/requirements.txt,
+or requirements-gpu.txt for the GPU image). When a workspace is mounted and that file's
+content differs, the container was built from an older (or other) lock. Only content is
+compared, so a pulled image or a dev container built elsewhere is judged the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tfdock._files import sha256_of
+from tfdock.lock import LOCK_ENV
+
+WORKSPACE_LOCK_ENV = "TFDOCK_WORKSPACE_LOCK"
+# The target that rebuilds the image built from each lock.
+_IMAGE_TARGETS = {"requirements-gpu.txt": "make image-gpu"}
+
+
+def stale_container_message(environ: dict[str, str] | None = None) -> str | None:
+    """Return one sentence when the workspace's lock differs from this image's, else None."""
+    environ = os.environ if environ is None else environ
+    image_lock = Path(environ.get(LOCK_ENV) or "")
+    workspace_lock = Path(environ.get(WORKSPACE_LOCK_ENV) or "")
+    if not (environ.get(WORKSPACE_LOCK_ENV) and workspace_lock.is_file() and image_lock.is_file()):
+        return None  # not one of the kit's images, or no workspace mounted
+    if sha256_of(workspace_lock) == sha256_of(image_lock):
+        return None
+    target = _IMAGE_TARGETS.get(workspace_lock.name, "make image")
+    return (
+        f"this container is older than the lock: {workspace_lock} changed after its image "
+        f"was built, so use Rebuild Container (VS Code: Dev Containers: Rebuild Container) "
+        f"or `{target}`."
+    )

@@ -1,0 +1,114 @@
+"""The CPU image as a place to work: your code from the workspace, your packages, your lock."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.containers import (
+    ARTIFACTS,
+    copy_repository,
+    make,
+    probe_wheel,
+    record_artifact,
+    run,
+    write_own_script,
+)
+
+pytestmark = pytest.mark.container
+
+STALE = "this container is older than the lock: /workspace/requirements.txt changed"
+REBUILD = "so use Rebuild Container (VS Code: Dev Containers: Rebuild Container) or `make image`."
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, repo_root) -> Path:
+    """A throwaway copy of the repository, for `make docker-*` runs that change it."""
+    return copy_repository(repo_root, tmp_path_factory.mktemp("image-workflow") / "tfdock")
+
+
+def test_docker_run_runs_your_script_as_you(engine, repo_root, cpu_image):
+    """`make docker-run CMD='python script.py OUT'` runs a TensorFlow script in the image; the file lands in the workspace, yours."""
+    folder = ARTIFACTS / f"own-script-{uuid.uuid4().hex[:8]}"
+    script = write_own_script(folder)
+    out = folder / "image.txt"
+    command = f"CMD=python {os.path.relpath(script, repo_root)} {os.path.relpath(out, repo_root)}"
+    result = make(repo_root, "docker-run", command, engine=engine)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    version, total, prefix = out.read_text().split()
+    assert version.startswith("2.21") and total == "6.0" and prefix == "/opt/venv"
+    assert (out.stat().st_uid, out.stat().st_gid) == (os.getuid(), os.getgid())
+
+
+def test_docker_shell_is_a_shell_in_the_image_on_the_workspace(engine, repo_root, cpu_image):
+    """`make docker-shell` runs the commands it is given in the image, in /workspace, as you."""
+    commands = 'pwd; id -u; python -c "import sys; print(sys.prefix)"\n'
+    result = subprocess.run(
+        ["make", "-C", str(repo_root), "docker-shell"],
+        input=commands,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ENGINE": engine},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert ["/workspace", str(os.getuid()), "/opt/venv"] == [
+        line for line in lines if not line.startswith("make")
+    ]
+
+
+def test_workspace_src_wins_and_the_image_alone_runs_its_own(engine, workspace, cpu_image):
+    """With the workspace mounted, an edit to src/ counts at the next `make docker-run`; the image alone imports its own copy."""
+    init = workspace / "src" / "tfdock" / "__init__.py"
+    marker = uuid.uuid4().hex
+    init.write_text(init.read_text() + f'\nEDIT_PROBE = "{marker}"\n')
+    code = "import tfdock; print(tfdock.__file__, tfdock.EDIT_PROBE)"
+    result = make(workspace, "docker-run", f"CMD=python -c '{code}'", engine=engine)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"/workspace/src/tfdock/__init__.py {marker}" in result.stdout.splitlines()
+    alone = run(engine, "run", "--rm", "--no-healthcheck", cpu_image,
+                "python", "-c", "import tfdock; print(tfdock.__file__)")  # fmt: skip
+    assert alone.stdout.strip() == "/opt/venv/lib/python3.11/site-packages/tfdock/__init__.py"
+
+
+def test_stale_image_is_refused_by_docker_targets(engine, workspace, cpu_image):
+    """After the workspace's lock changes, `make docker-verify` and `make docker-run` refuse with one sentence; with the lock back, they run."""
+    lock = workspace / "requirements.txt"
+    original = lock.read_bytes()
+    lock.write_bytes(original + b"# a teammate's change\n")
+    try:
+        for target in ("docker-verify", "docker-run"):
+            result = make(workspace, target, "CMD=echo ran", engine=engine)
+            assert result.returncode != 0, target
+            assert "ran" not in result.stdout.splitlines()
+            (line,) = [text for text in result.stderr.splitlines() if "tfdock" in text]
+            assert line.startswith("tfdock: " + STALE) and line.endswith(REBUILD), line
+    finally:
+        lock.write_bytes(original)
+    result = make(workspace, "docker-run", "CMD=echo ran", engine=engine)
+    assert result.returncode == 0 and "ran" in result.stdout.splitlines(), result.stderr[-3000:]
+
+
+def test_any_uid_in_users_can_pip_install_and_verify_names_it(engine, cpu_image, tmp_path):
+    """Run as an arbitrary uid with the group `users` (as `make docker-*` runs you), pip installs into /opt/venv and `tfdock verify` names the package; outside the group it cannot."""
+    wheel = probe_wheel(tmp_path / "wheels")
+    wheel.parent.chmod(0o755)  # readable by the container's uid 4242
+    install = f"pip install --quiet --no-deps /probe/{wheel.name}"
+    base = ["run", "--rm", "--no-healthcheck", "--user", "4242:4242",
+            "--volume", f"{wheel.parent}:/probe:ro"]  # fmt: skip
+    outside = run(engine, *base, cpu_image, "sh", "-c", install, check=False)
+    assert outside.returncode != 0
+    assert re.search(r"Permission denied: '/opt/venv/", outside.stdout + outside.stderr)
+    inside = run(engine, *base, "--group-add", "users", cpu_image,
+                 "sh", "-c", f"{install} && tfdock verify", check=False, timeout=600)  # fmt: skip
+    assert inside.returncode == 1, inside.stdout[-3000:] + inside.stderr[-3000:]
+    packages = next(line for line in inside.stdout.splitlines() if " packages " in line)
+    assert packages.startswith("FAIL")
+    assert "extra: tfdock-drift-probe==1.0 (not in the lock)" in packages
+    record_artifact("images.json", "pip_install_as_any_uid", "ok")
