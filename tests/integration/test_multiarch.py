@@ -108,8 +108,8 @@ def test_arm64_image_passes_verify_under_emulation(engine, arm64_image):
     _record("arm64_verify_seconds", round(time.perf_counter() - started, 1))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.splitlines()[0] == "aarch64"
-    assert "5/5 checks passed" in result.stdout
-    assert re.search(r"PASS\s+smoke fit", result.stdout)
+    assert re.search(r"^(\d+)/\1 checks passed$", result.stdout, re.M), result.stdout
+    assert re.search(r"^PASS\s+smoke fit", result.stdout, re.M)
 
 
 def test_arm64_distributions_equal_amd64_but_the_x86_64_only_tool(engine, cpu_image, arm64_image):
@@ -304,7 +304,8 @@ def test_newcomer_pulls_an_image_that_verifies_against_its_lock(
                  "--json", timeout=900, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["ok"] is True and len(report["checks"]) == 5
+    assert report["ok"] is True and all(check["ok"] for check in report["checks"])
+    assert {"packages", "smoke fit"} <= {check["name"] for check in report["checks"]}
     assert report["lock_sha256"] == cpu_lock
 
 
@@ -334,7 +335,7 @@ def test_newcomer_opens_the_dev_container_from_the_pulled_image(
                         elapsed if pulled_before else f"{elapsed} (pull included)")  # fmt: skip
         assert result.returncode == 0, container.up_log[-6000:]
         assert container.up_result["outcome"] == "success"
-        assert "5/5 checks passed" in container.up_log
+        assert re.search(r"(\d+)/\1 checks passed", container.up_log), container.up_log[-3000:]
         assert "the dev container is ready" in container.up_log
         images = run(newcomer, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
         assert reference in images
