@@ -204,7 +204,7 @@ def test_devcontainer_up_proves_itself_and_says_what_next(devcontainer):
     assert devcontainer.up_result["outcome"] == "success"
     assert devcontainer.up_result["remoteUser"] == "tfdock"
     assert devcontainer.up_result["remoteWorkspaceFolder"] == "/workspace"
-    assert "5/5 checks passed" in devcontainer.up_log
+    assert re.search(r"(\d+)/\1 checks passed", devcontainer.up_log)
     assert "the dev container is ready" in devcontainer.up_log
     assert "make lab" in devcontainer.up_log
 
@@ -213,7 +213,7 @@ def test_devcontainer_exec_make_verify_uses_the_image_venv(devcontainer):
     """`devcontainer exec make verify` passes as tfdock with /opt/venv, creating no .venv."""
     result = devcontainer.exec("make", "verify")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "5/5 checks passed" in result.stdout
+    assert re.search(r"^(\d+)/\1 checks passed$", result.stdout, re.M), result.stdout
     who = devcontainer.exec("sh", "-c", "id -un; command -v python")
     assert who.stdout.split() == ["tfdock", "/opt/venv/bin/python"]
     assert not (devcontainer.workspace / ".venv").exists()
