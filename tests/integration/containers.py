@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+from tfdock.lock import read_lock
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+# The TensorFlow every door must hold, read from the lock so an upgrade needs no test edits.
+LOCKED_TENSORFLOW = read_lock(REPO_ROOT / "requirements.txt").pins["tensorflow"]
+# `tfdock verify`'s last line when every check passed, however many checks it runs.
+ALL_CHECKS_PASSED = re.compile(r"^(\d+)/\1 checks passed$", re.M)
 IMAGE = os.environ.get("IMAGE", "tfdock")
 # Seconds of a cold `make image` (the lock layer built, not cached), when this session did one.
 COLD_BUILD: dict[str, float] = {}
