@@ -153,14 +153,15 @@ def write_own_script(folder: Path) -> Path:
     return script
 
 
-def probe_wheel(folder: Path) -> Path:
-    """Build a tiny package that is in no lock, tfdock-drift-probe 1.0, as a wheel in FOLDER."""
-    source = folder / "probe-source"
-    (source / "tfdock_drift_probe").mkdir(parents=True)
-    (source / "tfdock_drift_probe" / "__init__.py").write_text("")
+def tiny_wheel(folder: Path, name: str, version: str) -> Path:
+    """Build an empty package NAME VERSION as a wheel in FOLDER; return the wheel."""
+    source = folder / f"{name}-source"
+    module = name.replace("-", "_")
+    (source / module).mkdir(parents=True)
+    (source / module / "__init__.py").write_text("")
     (source / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "tfdock-drift-probe"\nversion = "1.0"\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n'
     )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
@@ -168,5 +169,10 @@ def probe_wheel(folder: Path) -> Path:
         check=True,
     )  # fmt: skip
     shutil.rmtree(source)
-    (wheel,) = folder.glob("tfdock_drift_probe-*.whl")
+    (wheel,) = folder.glob(f"{module}-{version}-*.whl")
     return wheel
+
+
+def probe_wheel(folder: Path) -> Path:
+    """Build a tiny package that is in no lock, tfdock-drift-probe 1.0, as a wheel in FOLDER."""
+    return tiny_wheel(folder, "tfdock-drift-probe", "1.0")

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.containers import ALL_CHECKS_PASSED, copy_repository, record_artifact
+from tests.integration.containers import (
+    ALL_CHECKS_PASSED,
+    copy_repository,
+    record_artifact,
+    tiny_wheel,
+)
 from tfdock.lock import read_lock
 
 pytestmark = pytest.mark.network
@@ -162,19 +167,8 @@ def _tiny_project(folder: Path) -> list[str]:
 
 
 def _fake_six(folder: Path) -> Path:
-    """Build a `six 99.0` wheel, as a local find-links folder or mirror might offer."""
-    source = folder / "fake-six"
-    (source / "six_fake").mkdir(parents=True)
-    (source / "six_fake" / "__init__.py").write_text("")
-    (source / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "six"\nversion = "99.0"\n'
-    )
-    wheels = folder / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(wheels), str(source)],
-                   check=True)  # fmt: skip
-    return wheels
+    """Build a `six 99.0` wheel, as a local find-links folder or mirror might offer; return its folder."""
+    return tiny_wheel(folder / "wheels", "six", "99.0").parent
 
 
 def test_local_find_links_extra_index_and_constraints_do_not_change_the_lock(tmp_path, monkeypatch):
