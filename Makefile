@@ -107,7 +107,7 @@ bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `-
 test: $(ENVIRONMENT) ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-check: lint ## before each commit: lint + the unit tests (no engine, network or training; about 30 s)
+check: lint ## before each commit: lint + the unit tests (no engine, network or training; about a minute)
 	$(BIN)/pytest -q -m "not slow and not container and not network and not gpu" tests/unit
 
 lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
