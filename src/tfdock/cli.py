@@ -328,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     except TfdockError as exc:
         print(f"tfdock: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("tfdock: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        then = f"; {exc}" if str(exc) else ""  # how to go on, where the command knows it
+        print(f"tfdock: interrupted{then}", file=sys.stderr)
         return 130
 
 

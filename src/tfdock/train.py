@@ -447,9 +447,17 @@ def _save_model(model: Any, target: Path) -> None:
 
 @contextlib.contextmanager
 def _failed_writes_explained(run_dir: Path, cluster: Cluster | None) -> Iterator[None]:
-    """Turn a write that fails (a full disk, above all) into one sentence saying how to go on."""
+    """Turn a write that fails (a full disk, above all) into one sentence saying how to go on.
+
+    Ctrl-C in a single-process run says how to go on too (a multi-worker job's
+    launcher says it for the whole job).
+    """
     try:
         yield
+    except KeyboardInterrupt:
+        if cluster is not None:
+            raise
+        raise KeyboardInterrupt(_how_to_go_on(run_dir, cluster)) from None
     except Exception as exc:
         sentence = _failed_write(exc, run_dir, cluster)
         if sentence is None:
@@ -466,17 +474,21 @@ def _failed_write(exc: Exception, run_dir: Path, cluster: Cluster | None) -> str
     in_run_dir = run_dir in (where, *where.parents)
     if not (disk_full or (isinstance(exc, OSError) and in_run_dir)):
         return None
-    if not (run_dir / CONFIG_FILE).is_file():
-        then = "start the run again"
-    elif cluster is None:
-        then = f"resume with `tfdock train --resume {run_dir}`"
-    else:
-        then = f"restart every task with --run-dir {run_dir}"
+    then = _how_to_go_on(run_dir, cluster)
     if disk_full:
         disk = run_dir if in_run_dir else where.parent
         return f"no space left on the disk holding {disk}; free some and {then}."
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return f"{where}: {reason.lower()}; fix that and {then}."
+
+
+def _how_to_go_on(run_dir: Path, cluster: Cluster | None) -> str:
+    """What continues a run that stopped early: resume it, or start it again."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return "start the run again"
+    if cluster is None:
+        return f"resume with `tfdock train --resume {run_dir}`"
+    return f"restart every task with --run-dir {run_dir}"
 
 
 def _is_disk_full(exc: Exception) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -91,6 +92,45 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
         {k: e[k] for k in ("epoch", "loss", "accuracy")} for e in uninterrupted["epochs"]
     ], "every epoch equals the uninterrupted run's"
     assert metrics["test"] == uninterrupted["test"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run(tmp_path, mnist_dir):
+    """Ctrl-C during epoch 2 ends in one line naming the resume command; run as printed, it finishes."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    settings = ["--epochs", "2", "--limit", "30000", "--steps-per-execution", "1"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tfdock", "train", "--data", str(mnist_dir), *settings,
+         "--output-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        _wait_for_line(first, r"^Epoch 2/2$", timeout=300)
+        first.send_signal(signal.SIGINT)
+        stderr = first.communicate(timeout=120)[1]
+    finally:
+        first.kill()
+        first.wait()
+    (run_dir,) = tmp_path.iterdir()
+    assert first.returncode == 130
+    assert stderr.splitlines()[-1] == (
+        f"tfdock: interrupted; resume with `tfdock train --resume {run_dir}`"
+    )
+    printed = shlex.split(stderr.splitlines()[-1].split("`")[1])
+    assert printed[0] == "tfdock"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tfdock", *printed[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming after epoch 1 of 2" in resumed.stdout
+    assert (run_dir / "metrics.json").is_file()
 
 
 def _snapshot(folder):
