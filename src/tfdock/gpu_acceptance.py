@@ -92,9 +92,7 @@ def stage_verify(output: Path, epochs: int) -> dict[str, Any]:
 def stage_train(output: Path, epochs: int) -> dict[str, Any]:
     """A short `tfdock train` on one GPU through tfdock's graph loop."""
     run_dir = output / "train"
-    done = _tfdock(
-        "train", "--epochs", str(epochs), "--strategy", "one-device", "--run-dir", str(run_dir)
-    )
+    done = _train_on_one_gpu(run_dir, epochs)
     if done.returncode != 0:
         return _stage(
             "train", False, f"tfdock train failed (exit {done.returncode}): {_tail(done)}"
@@ -127,17 +125,8 @@ def stage_determinism(output: Path, epochs: int) -> dict[str, Any]:
     runs = []
     for name in ("deterministic-a", "deterministic-b"):
         run_dir = output / name
-        done = _tfdock(
-            "train",
-            "--deterministic",
-            "--seed",
-            str(DETERMINISM_SEED),
-            "--epochs",
-            str(epochs),
-            "--strategy",
-            "one-device",
-            "--run-dir",
-            str(run_dir),
+        done = _train_on_one_gpu(
+            run_dir, epochs, "--deterministic", "--seed", str(DETERMINISM_SEED)
         )
         if done.returncode != 0:
             return _stage(
@@ -178,14 +167,25 @@ def _weights(model_file: Path) -> list[Any]:
     return keras.saving.load_model(model_file).get_weights()
 
 
+def _train_on_one_gpu(run_dir: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:
+    return _tfdock(
+        "train", "--epochs", str(epochs), "--strategy", "one-device", "--run-dir", str(run_dir),
+        *extra,
+    )  # fmt: skip
+
+
 def _tfdock(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tfdock", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=STAGE_TIMEOUT_S,
-        check=False,
-    )
+    """Run one stage's `tfdock` command; one past STAGE_TIMEOUT_S is killed and says so."""
+    command = [sys.executable, "-m", "tfdock", *arguments]
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=STAGE_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        stopped = (
+            f"`tfdock {arguments[0]}` did not finish within {STAGE_TIMEOUT_S} s and was stopped"
+        )
+        return subprocess.CompletedProcess(command, 124, "", stopped)
 
 
 def _tail(done: subprocess.CompletedProcess) -> str:

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from tfdock import gpu_acceptance
 from tfdock.gpu_acceptance import compare_runs
 
 RECORDED_H100 = "tests/unit/fixtures/nvidia-smi/h100-80gb-hbm3_590.48.01.csv"
@@ -136,4 +137,18 @@ def test_acceptance_that_cannot_write_its_report_says_so(tmp_path):
     assert result.stderr == (
         f"gpu-check: cannot write the report under {blocker / 'check'} (Not a directory); "
         "run it from a folder you can write to.\n"
+    )
+
+
+def test_a_stage_past_its_bound_is_stopped_and_reported(tmp_path, monkeypatch, mnist_dir):
+    """A stage's `tfdock` that outlives STAGE_TIMEOUT_S is killed and fails its stage in one sentence.
+
+    With real data, `tfdock train` spends far more than the 1 s bound importing TensorFlow.
+    """
+    monkeypatch.setenv("TFDOCK_DATA", str(mnist_dir))
+    monkeypatch.setattr(gpu_acceptance, "STAGE_TIMEOUT_S", 1)
+    result = gpu_acceptance.stage_train(tmp_path, 1)
+    assert result["ok"] is False
+    assert result["detail"] == (
+        "tfdock train failed (exit 124): `tfdock train` did not finish within 1 s and was stopped"
     )
