@@ -22,7 +22,12 @@ from pathlib import Path
 
 from tfdock.errors import TfdockError
 from tfdock.lock import Lock, lock_drift, read_lock
-from tfdock.lock_compile import DEFAULT_INDEX, pip_compile_command, pip_compile_environment
+from tfdock.lock_compile import (
+    DEFAULT_INDEX,
+    last_reason,
+    pip_compile_command,
+    pip_compile_environment,
+)
 
 INDEX_PROBE_SECONDS = 10
 COMPILE_TIMEOUT_SECONDS = 900
@@ -99,9 +104,9 @@ def recompile_problems(
             f"{name}=={version} has hashes that are not those of its files on the package index"
             for name, version in mismatched
         ]
-    last = (result.stderr.strip().splitlines() or ["no message"])[-1].strip()
     raise TfdockError(
-        f"pip-compile could not compile {requirements_in} ({last}); fix it, then run `make lock`."
+        f"pip-compile could not compile {requirements_in} ({last_reason(result.stderr)}); "
+        "fix it, then run `make lock`."
     )
 
 

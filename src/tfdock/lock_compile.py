@@ -200,11 +200,11 @@ def _run_pip_compile(command: list[str], environment: dict[str, str], lock: Path
         print(line, file=sys.stderr)
     raise TfdockError(
         f"pip-compile could not compile {lock} from {_index_name(environment)} "
-        f"({_last_reason(result.stderr)}); both locks are left as they were."
+        f"({last_reason(result.stderr)}); both locks are left as they were."
     )
 
 
-def _last_reason(stderr: str) -> str:
+def last_reason(stderr: str) -> str:
     """Return the gist of pip-compile's failure: its exception's message, else its last line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if not lines:

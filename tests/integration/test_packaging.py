@@ -56,6 +56,28 @@ def test_lock_check_catches_a_hand_changed_pin_that_kept_its_hashes(
     ]
 
 
+def test_lock_check_names_why_pip_compile_failed(tmp_path, index_environment):
+    """A lock whose package the index does not have: pip-compile's reason, in one sentence, exit 2."""
+    (tmp_path / "requirements.in").write_text("tfdock-no-such-package-xyz\n")
+    (tmp_path / "requirements.txt").write_text(
+        "tfdock-no-such-package-xyz==1.0 \\\n"
+        f"    --hash=sha256:{'0' * 64}\n"
+        "    # via -r requirements.in\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tfdock", "lock-check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=1200,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        "tfdock: error: pip-compile could not compile requirements.in (No matching distribution "
+        "found for tfdock-no-such-package-xyz); fix it, then run `make lock`.\n"
+    )
+
+
 def test_the_oldest_setuptools_the_project_allows_builds_it(repo_root, tmp_path, index_environment):
     """The setuptools series pyproject.toml's floor names builds the package (its license field)."""
     build_system = tomllib.loads((repo_root / "pyproject.toml").read_text())["build-system"]
