@@ -3,9 +3,15 @@
 `tfdock verify --require-gpu` runs this module as a child process
 (`python -m tfdock.gpu_probe --device GPU:0`). The child fits the kit's model and
 runs one convolution (cuDNN) under tf.device, then reports where the variables and
-outputs live, the device's peak memory, and the CUDA runtime and cuDNN libraries
-the process really loaded (read from /proc/self/maps and asked for their versions
-through ctypes). The parent judges that report against TensorFlow's build.
+outputs live, the device's peak memory (where its allocator keeps that statistic: a
+GPU's does, a CPU's need not), and the CUDA runtime and cuDNN libraries the process
+really loaded (read from /proc/self/maps and asked for their versions through
+ctypes). The parent judges that report against TensorFlow's build.
+
+Only the sonames TensorFlow's build asks for count (libcudart.so.12, libcudnn.so.9):
+a host's own CUDA toolkit of another major (a libcudart.so.13 registered with
+ldconfig, say) is not TensorFlow's. A library of TensorFlow's soname mapped from
+outside the lock's wheels is reported apart, as "foreign", and judged a problem.
 
 A child process, because a native abort (a CHECK failure, a cuDNN that does not
 load) kills the process that hits it: the parent survives, reads the child's
@@ -36,14 +42,11 @@ TIMEOUT_ENV = "TFDOCK_GPU_PROBE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 3600
 PROBE_SAMPLES = 256
 PROBE_EPOCHS = 2
-# Library file stem -> (version function, where TensorFlow's RUNPATH finds it in the wheels).
+# Library key -> (version function, where TensorFlow's RUNPATH finds it in the wheels).
+# The wheel file's name is the soname TensorFlow's build loads.
 LIBRARIES = {
-    "cuda_runtime": (
-        "libcudart",
-        "cudaRuntimeGetVersion",
-        "nvidia/cuda_runtime/lib/libcudart.so.12",
-    ),
-    "cudnn": ("libcudnn", "cudnnGetVersion", "nvidia/cudnn/lib/libcudnn.so.9"),
+    "cuda_runtime": ("cudaRuntimeGetVersion", "nvidia/cuda_runtime/lib/libcudart.so.12"),
+    "cudnn": ("cudnnGetVersion", "nvidia/cudnn/lib/libcudnn.so.9"),
 }
 _GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ ")
 _ERROR_LINE = re.compile(r"^[EF]\d{4} |Check failed|Error|error:|Aborted|Segmentation")
@@ -74,25 +77,42 @@ def fit_on_device(device: str) -> dict[str, Any]:
     return {
         "variables": sorted({v.value.device for v in model.variables}),
         "outputs": [logits.device, convolved.device],
-        "peak_bytes": int(tf.config.experimental.get_memory_info(device)["peak"]),
+        "peak_bytes": peak_memory(device),
         "losses": [float(x) for x in history.history["loss"]],
     }
 
 
-def library_versions(site_packages: Path | None = None) -> dict[str, Any]:
-    """Return the version and file of the CUDA runtime and cuDNN this process uses.
+def peak_memory(device: str) -> int | None:
+    """Return the device's peak allocated bytes, or None where its allocator keeps no such count.
 
-    A library TensorFlow has mapped into the process is asked directly; one it has not
-    loaded is read from the nvidia wheel where TensorFlow's RUNPATH would find it.
+    A GPU's allocator always counts; a CPU's may not (TensorFlow raises "Allocator stats
+    not available" on some hosts), and that is a fact to report, not a failed probe.
+    """
+    import tensorflow as tf
+
+    try:
+        return int(tf.config.experimental.get_memory_info(device)["peak"])
+    except ValueError:
+        return None
+
+
+def library_versions(site_packages: Path | None = None) -> dict[str, Any]:
+    """Return the version and file of the lock's CUDA runtime and cuDNN, as this process uses them.
+
+    A wheel's library TensorFlow has mapped into the process is asked directly; one it
+    has not loaded is read from the wheel where TensorFlow's RUNPATH would find it; a
+    venv without the wheels (the CPU lock) has none. Files of the same soname mapped
+    from elsewhere are listed under "foreign".
     """
     site_packages = site_packages or _site_packages()
-    found: dict[str, Any] = {}
-    for key, (stem, function, wheel_path) in LIBRARIES.items():
-        path = mapped_library(stem)
-        source = "loaded by TensorFlow"
-        if path is None:
-            path = site_packages / wheel_path
-            source = "not loaded by TensorFlow; read from the wheel"
+    wheels = (site_packages / "nvidia").resolve()
+    found: dict[str, Any] = {"foreign": []}
+    for key, (function, wheel_path) in LIBRARIES.items():
+        mapped = mapped_libraries(Path(wheel_path).name)
+        found["foreign"] += [str(path) for path in mapped if not path.is_relative_to(wheels)]
+        path, source = site_packages / wheel_path, "not loaded by TensorFlow; read from the wheel"
+        if path.resolve() in mapped:
+            source = "loaded by TensorFlow"
         if not path.is_file():
             found[key] = None
             continue
@@ -101,18 +121,15 @@ def library_versions(site_packages: Path | None = None) -> dict[str, Any]:
     return found
 
 
-def mapped_library(stem: str) -> Path | None:
-    """Return the file of libSTEM.so.N mapped into this process, if any."""
-    pattern = re.compile(rf"(/\S*/{re.escape(stem)}\.so\.\d+)$")
+def mapped_libraries(soname: str) -> list[Path]:
+    """Return the resolved files named SONAME (libcudart.so.12, say) mapped into this process."""
+    pattern = re.compile(rf"(/\S*/{re.escape(soname)})$")
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
-        return None
-    for line in maps.splitlines():
-        match = pattern.search(line)
-        if match:
-            return Path(match.group(1))
-    return None
+        return []
+    matches = filter(None, map(pattern.search, maps.splitlines()))
+    return sorted({Path(match.group(1)).resolve() for match in matches})
 
 
 def _ask_version(path: Path, function: str) -> int:
@@ -244,12 +261,19 @@ def placement_problem(placement: dict[str, Any], device: str) -> str | None:
     elsewhere = [where for where in places if where != device]
     if elsewhere:
         return f"the smoke fit was placed on {device} but ran on {elsewhere[0]}"
-    if placement["peak_bytes"] <= 0:
+    if placement["peak_bytes"] is not None and placement["peak_bytes"] <= 0:
         return f"{device} allocated no memory during the smoke fit, so it did not compute it"
     losses = placement["losses"]
     if not losses[-1] < losses[0]:
         return f"the smoke fit on {device} did not learn (loss {losses[0]:.3f} -> {losses[-1]:.3f})"
     return None
+
+
+def describe_peak(placement: dict[str, Any]) -> str:
+    """Say the device's peak memory, or that its allocator keeps no such count."""
+    if placement["peak_bytes"] is None:
+        return "peak memory not counted by its allocator"
+    return f"peak {placement['peak_bytes'] / 2**20:.1f} MiB"
 
 
 def libraries_problem(
@@ -258,6 +282,8 @@ def libraries_problem(
     """Compare the loaded CUDA runtime and cuDNN with TensorFlow's build; None when they agree."""
     runtime, cudnn = libraries.get("cuda_runtime"), libraries.get("cudnn")
     built_cuda = ".".join(str(build.get("cuda_version")).split(".")[:2])
+    if libraries.get("foreign"):
+        return f"TensorFlow loaded {libraries['foreign'][0]}, not the lock's wheel: {_FIX}"
     if runtime is None:
         return f"no CUDA runtime (libcudart.so.12) was found: {_FIX}"
     loaded = cuda_runtime_release(runtime["version"])

@@ -151,7 +151,7 @@ def check_on_gpu(info: dict[str, Any], cudnn_pin: str | None) -> list[Check]:
     placement = outcome.report["placement"]
     misplaced = gpu_probe.placement_problem(placement, GPU_DEVICE)
     ran = (
-        f"model and convolution on {GPU_DEVICE}, peak {placement['peak_bytes'] / 2**20:.1f} MiB, "
+        f"model and convolution on {GPU_DEVICE}, {gpu_probe.describe_peak(placement)}, "
         "loss " + " -> ".join(f"{loss:.3f}" for loss in placement["losses"])
     )
     build = {"cuda_version": info.get("cuda_build"), "cudnn_version": info.get("cudnn_build")}

@@ -22,13 +22,17 @@ def test_probe_reports_where_its_fit_ran():
     assert outcome.problem is None
     placement = outcome.report["placement"]
     assert {where.split("device:")[-1] for where in placement["variables"]} == {"CPU:0"}
-    assert placement["peak_bytes"] > 0
+    # A CPU allocator may keep no statistics (it depends on the host): then none is reported.
+    assert placement["peak_bytes"] is None or placement["peak_bytes"] > 0
     assert gpu_probe.placement_problem(placement, "CPU:0") is None
     assert gpu_probe.placement_problem(placement, "GPU:0") == (
         "the smoke fit was placed on GPU:0 but ran on CPU:0"
     )
-    # The CPU venv has no nvidia wheels: no CUDA runtime to report, and that is said.
-    assert outcome.report["libraries"]["cuda_runtime"] is None
+    # The CPU venv has no nvidia wheels: no CUDA runtime of the lock's to report, whatever
+    # CUDA toolkit the host has (a foreign libcudart.so.12 would be listed apart).
+    libraries = outcome.report["libraries"]
+    assert (libraries["cuda_runtime"], libraries["cudnn"]) == (None, None)
+    assert all(path.endswith(("libcudart.so.12", "libcudnn.so.9")) for path in libraries["foreign"])
 
 
 def test_a_native_abort_in_the_probe_is_one_sentence_with_its_cause():

@@ -10,6 +10,10 @@ CuDNN library: 9.1.0 but source was compiled with: 9.8.0").
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from tfdock import gpu_probe
@@ -32,8 +36,11 @@ def _libraries(runtime: int | None, cudnn: int | None) -> dict:
             runtime,
             "/opt/venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12",
         ),
-        "cudnn": entry(cudnn, "/usr/lib/x86_64-linux-gnu/libcudnn.so.9"),
+        "cudnn": entry(
+            cudnn, "/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib/libcudnn.so.9"
+        ),
         "cuda_driver": 12080,
+        "foreign": [],
     }
 
 
@@ -72,7 +79,8 @@ def test_the_locked_libraries_agree_with_the_build():
         (
             12050,
             90100,
-            "cuDNN 9.1.0 (/usr/lib/x86_64-linux-gnu/libcudnn.so.9), older than the 9.3.0.75",
+            "cuDNN 9.1.0 (/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib/libcudnn.so.9), "
+            "older than the 9.3.0.75",
         ),
         (12050, None, "no cuDNN (libcudnn.so.9) was found"),
     ],
@@ -100,6 +108,66 @@ def test_work_that_fell_back_to_the_cpu_is_caught():
     assert gpu_probe.placement_problem(ON_CPU, "GPU:0") == (
         "the smoke fit was placed on GPU:0 but ran on CPU:0"
     )
+
+
+def test_a_library_of_tensorflows_soname_from_outside_the_wheels_is_a_problem():
+    """A system libcudnn.so.9 that TensorFlow mapped in place of the wheel's is named, with the fix."""
+    libraries = {**_libraries(12050, 90300), "foreign": ["/usr/lib/x86_64-linux-gnu/libcudnn.so.9"]}
+    problem = gpu_probe.libraries_problem(libraries, BUILD, PIN)
+    assert problem.startswith(
+        "TensorFlow loaded /usr/lib/x86_64-linux-gnu/libcudnn.so.9, not the lock's wheel: "
+    )
+    assert problem.endswith("drop LD_LIBRARY_PATH entries that point at another CUDA or cuDNN")
+
+
+# A child process maps real shared objects (copies of libz) under the names of a host's
+# CUDA toolkit, then asks library_versions about a venv without the nvidia wheels.
+MAPPED_ELSEWHERE = """
+import ctypes, ctypes.util, json, shutil, sys
+from pathlib import Path
+from tfdock import gpu_probe
+root = Path(sys.argv[1])
+libz = ctypes.util.find_library("z")
+source = next(p for p in map(Path, ["/lib/x86_64-linux-gnu", "/usr/lib", "/lib", "/usr/lib64",
+    "/lib/aarch64-linux-gnu"]) if (p / libz).exists()) / libz
+for name in sys.argv[2:]:
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, root / name)
+    ctypes.CDLL(str(root / name))
+print(json.dumps(gpu_probe.library_versions(root / "site-packages")))
+"""
+
+
+def _libraries_with_mapped(tmp_path, *names: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", MAPPED_ELSEWHERE, str(tmp_path), *names],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(done.stdout)
+
+
+def test_a_hosts_other_cuda_major_is_not_reported_as_tensorflows(tmp_path):
+    """A mapped libcudart.so.13 (a host toolkit) is not TensorFlow's: a CPU venv reports no CUDA runtime."""
+    libraries = _libraries_with_mapped(tmp_path, "cuda-13.0/lib/libcudart.so.13")
+    assert libraries == {"cuda_runtime": None, "cudnn": None, "cuda_driver": None, "foreign": []}
+
+
+def test_tensorflows_soname_mapped_from_a_host_toolkit_is_foreign(tmp_path):
+    """A libcudart.so.12 mapped from outside the venv's nvidia wheels is listed as foreign, not as the lock's."""
+    libraries = _libraries_with_mapped(tmp_path, "cuda-12.4/lib/libcudart.so.12")
+    assert libraries["cuda_runtime"] is None
+    assert libraries["foreign"] == [str((tmp_path / "cuda-12.4/lib/libcudart.so.12").resolve())]
+
+
+def test_a_device_whose_allocator_keeps_no_count_is_said_and_not_failed():
+    """A CPU allocator without statistics reports no peak; the fit is judged on placement and loss."""
+    uncounted = {**ON_CPU, "peak_bytes": None}
+    assert gpu_probe.placement_problem(uncounted, "CPU:0") is None
+    assert gpu_probe.describe_peak(uncounted) == "peak memory not counted by its allocator"
+    assert gpu_probe.describe_peak(ON_CPU) == "peak 2.0 MiB"
 
 
 def test_a_device_that_did_no_work_or_did_not_learn_fails():
