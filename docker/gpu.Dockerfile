@@ -1,8 +1,9 @@
-# syntax=docker/dockerfile:1
 # tfdock GPU image: the hashed GPU lock (requirements-gpu.txt = requirements.txt + CUDA wheels) in /opt/venv on Debian bookworm's Python 3.11.
 # Build: make image-gpu   (or: docker build -f docker/gpu.Dockerfile -t tfdock:gpu .)
 # Base: Debian bookworm-slim's multi-arch index (linux/amd64, linux/arm64, ...), pinned by its
 # digest; docs/images.md says where the digest came from and how to move it forward.
+# No `# syntax=` line: it would make BuildKit fetch an unpinned frontend image from Docker Hub
+# at every build; the engines' built-in Dockerfile frontends read RUN --mount already.
 ARG BASE_NAME=docker.io/library/debian:bookworm-slim
 ARG BASE_DIGEST=sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 FROM ${BASE_NAME}@${BASE_DIGEST}

@@ -13,9 +13,10 @@
 set -euo pipefail
 
 LOCK_LABEL=com.github.tfdock.lock.sha256
+# shellcheck source=scripts/engine.sh
+source "$(dirname "$0")/engine.sh"
 
 variant=${1:?usage: build-image.sh cpu|gpu}
-engine=${ENGINE:-docker}
 image=${IMAGE:-tfdock}
 dockerfile="docker/${variant}.Dockerfile"
 
@@ -23,8 +24,6 @@ die() {  # die CODE MESSAGE
   echo "build-image: $2" >&2
   exit "$1"
 }
-
-is_podman() { [[ "$(basename "$engine")" == podman* ]]; }
 
 native_arch() {  # the engine's own architecture, as amd64 or arm64
   local arch format='{{.Architecture}}'
@@ -69,15 +68,26 @@ read_base() {  # read_base ARCH: set base to the --build-arg pair naming ARCH's 
     return
   fi
   # A name without a digest: the image of that name in the engine's storage, by its digest.
+  # Podman gives every image one; Docker only those pulled from a registry (RepoDigests), and
+  # the Dockerfile's FROM name@digest resolves only such a digest, so a loaded base is refused.
   if is_podman; then
     found=$("$engine" image inspect --format '{{.Architecture}} {{.Digest}}' "$name" 2>/dev/null) || found=
   else
-    found=$("$engine" image inspect --format '{{.Architecture}} {{index .RepoDigests 0}}' "$name" 2>/dev/null) || found=
+    found=$("$engine" image inspect --format '{{.Architecture}} {{range .RepoDigests}}{{.}} {{end}}' "$name" 2>/dev/null) || found=
   fi
   [[ -n "$found" ]] || die 2 "the base $name is not in $engine's storage; pull it first, or give it by digest (name@sha256:...)."
   [[ "${found%% *}" == "$arch" ]] || die 2 "the base $name is a linux/${found%% *} image, not linux/$arch; give a multi-arch base by digest, or the linux/arm64 one as BASE_IMAGE_ARM64."
-  [[ "$found" == *sha256:* ]] || die 2 "the base $name has no registry digest in $engine; give it by digest (name@sha256:...)."
-  base=(--build-arg "BASE_NAME=$name" --build-arg "BASE_DIGEST=sha256:${found##*sha256:}")
+  [[ "$found" == *sha256:* ]] || die 2 "the base $name was loaded, not pulled, so $engine knows no registry digest to pin it by; push it to a registry and pull it from there, or give it by digest (name@sha256:...)."
+  if is_podman; then
+    base=(--build-arg "BASE_NAME=$name" --build-arg "BASE_DIGEST=sha256:${found##*sha256:}")
+  else
+    # Docker's digest belongs to the repository it was pulled from: build FROM that one,
+    # the named repository's where the image was pulled from several.
+    local repository=$name digest
+    [[ "${name##*/}" == *:* ]] && repository=${name%:*}
+    digest=$(tr ' ' '\n' <<<"${found#* }" | grep -m 1 -F "$repository@") || digest=$(cut -d ' ' -f 2 <<<"$found")
+    base=(--build-arg "BASE_NAME=${digest%@*}" --build-arg "BASE_DIGEST=${digest#*@}")
+  fi
 }
 
 build_one() {  # build_one ARCH TAG [PLATFORMS]: one build, for --platform PLATFORMS when given
@@ -124,6 +134,8 @@ fi
 if ! command -v "$engine" >/dev/null 2>&1; then
   die 1 "the container engine '$engine' is not installed; install Docker or Podman and name it with ENGINE=docker or ENGINE=podman (see 'make doctor')."
 fi
+problem=$(docker_build_problem)
+[[ -z "$problem" ]] || die 1 "$problem."
 if [[ -n "${CA_BUNDLE:-}" && ! -r "$CA_BUNDLE" ]]; then
   die 2 "CA_BUNDLE=$CA_BUNDLE is not a readable file; point it at your proxy's CA bundle (e.g. /etc/ssl/certs/ca-certificates.crt)."
 fi

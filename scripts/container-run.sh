@@ -6,9 +6,11 @@
 # PORT (host port for --lab, bound to 127.0.0.1).
 set -euo pipefail
 
+# shellcheck source=scripts/engine.sh
+source "$(dirname "$0")/engine.sh"
+
 variant=${1:?usage: container-run.sh cpu|gpu [--lab|--shell|COMMAND...]}
 shift
-engine=${ENGINE:-docker}
 image=${IMAGE:-tfdock}
 lab=0
 shell=0
@@ -28,9 +30,11 @@ if ! "$engine" image inspect "$image:$variant" >/dev/null 2>&1; then
   exit 1
 fi
 
-# Your uid, so files written to the workspace are yours; the group `users` owns /opt/venv,
-# so `pip install` works in the container (`tfdock verify` then names the extra package).
-args=(run --rm --user "$(id -u):$(id -g)" --group-add users --volume "$PWD:/workspace" --workdir /workspace)
+# You, so files written to the workspace are yours (engine.sh: --user, or --userns=keep-id
+# under rootless Podman); the group `users` owns /opt/venv, so `pip install` works in the
+# container (`tfdock verify` then names the extra package).
+mapfile -t user_args < <(user_run_args)
+args=(run --rm "${user_args[@]}" --volume "$PWD:/workspace" --workdir /workspace)
 if [[ -t 0 && -t 1 ]]; then
   args+=(--interactive --tty)
 elif ((shell)); then
@@ -44,7 +48,7 @@ if [[ -n "${TFDOCK_DATA:-}" ]]; then
   args+=(--volume "$data:/data/$(basename "$data"):ro" --env "TFDOCK_DATA=/data/$(basename "$data")")
 fi
 if [[ "$variant" == gpu ]]; then
-  if [[ "$(basename "$engine")" == podman* ]]; then
+  if is_podman; then
     args+=(--device nvidia.com/gpu=all)
   else
     args+=(--gpus all)

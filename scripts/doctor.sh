@@ -3,8 +3,9 @@
 # asked), free disk, CPU architecture. Each failed check prints its fix.
 # Usage: scripts/doctor.sh [--gpu]   Environment: ENGINE (docker|podman).
 set -euo pipefail
+# shellcheck source=scripts/engine.sh
+source "$(dirname "$0")/engine.sh"
 
-engine=${ENGINE:-docker}
 want_gpu=0
 [[ "${1:-}" == "--gpu" ]] && want_gpu=1
 failures=0
@@ -17,14 +18,68 @@ report() {  # report ok|warn|FAIL NAME DETAIL [FIX]
   fi
 }
 
+engine_silent() {  # engine_silent ENGINE_INFO_STDERR: why the installed engine does not answer
+  if [[ "$1" == *"permission denied"*docker.sock* ]]; then
+    report FAIL engine "this user ($(id -un)) may not use Docker's socket (${DOCKER_HOST:-/var/run/docker.sock})" \
+      "add the user to the docker group (sudo usermod -aG docker $(id -un)) and log in again"
+  elif ! is_podman; then
+    report FAIL engine "'$engine' is installed but its daemon does not answer" \
+      "start it (sudo systemctl start docker), then run 'docker info' to check"
+  else
+    report FAIL engine "'$engine' is installed but does not answer: $(tail -n 1 <<<"$1")" \
+      "run 'podman info' to see why"
+  fi
+}
+
+describe_mode() {  # describe_mode MODE: the mode and how the doors run there
+  case "$1" in
+    docker) echo "Docker Engine; containers run as your uid (--user), so workspace files stay yours" ;;
+    rootless-docker) echo "rootless Docker, which the kit has not been tested with" ;;
+    podman) echo "rootful Podman; containers run as your uid (--user), so workspace files stay yours" ;;
+    rootless-podman) echo "rootless Podman; containers run as you (--userns=keep-id), so workspace files stay yours" ;;
+  esac
+}
+
+check_mode() {  # check_mode MODE: what each door needs from this engine, one report each
+  local problem me
+  me=$(id -un)
+  if [[ "$1" == rootless-podman ]]; then
+    if grep -qs "^\($me\|$(id -u)\):" /etc/subuid && grep -qs "^\($me\|$(id -u)\):" /etc/subgid; then
+      report ok ids "subordinate ids for $me in /etc/subuid and /etc/subgid"
+    else
+      report FAIL ids "$me has no subordinate ids, so images with several owners cannot be unpacked" \
+        "ask root to add them: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $me, then podman system migrate"
+    fi
+    if [[ -r /dev/net/tun && -w /dev/net/tun ]]; then
+      report ok network "/dev/net/tun is open to $me (slirp4netns: make docker-lab's port)"
+    else
+      report FAIL network "/dev/net/tun is not open to $me, so rootless containers get no network (make docker-lab)" \
+        "ask root to make it usable (sudo chmod 0666 /dev/net/tun, as most distributions ship it)"
+    fi
+    if [[ "$("$engine" info --format '{{.Store.GraphDriverName}}' 2>/dev/null)" == vfs ]]; then
+      report warn storage "rootless Podman stores images with vfs: a full copy per layer, several GB per image; install fuse-overlayfs and run 'podman system reset'"
+    fi
+  fi
+  if [[ "$1" == docker* ]]; then
+    problem=$(docker_build_problem)
+    if [[ -n "$problem" ]]; then
+      report FAIL build "make image cannot build here: ${problem%%; *}" "${problem#*; }"
+    else
+      report ok build "make image builds with BuildKit"
+    fi
+  fi
+}
+
 if ! command -v "$engine" >/dev/null 2>&1; then
   report FAIL engine "'$engine' is not installed" \
     "install Docker (https://docs.docker.com/engine/install/) or Podman (apt-get install podman) and name it with ENGINE=docker or ENGINE=podman"
-elif ! version=$("$engine" version --format '{{.Client.Version}}' 2>/dev/null) || ! "$engine" info >/dev/null 2>&1; then
-  report FAIL engine "'$engine' is installed but does not answer" \
-    "start its daemon (systemctl start docker) or add your user to the docker group; with podman run 'podman info' to see why"
+elif ! answer=$("$engine" info 2>&1); then
+  engine_silent "$answer"
 else
-  report ok engine "$engine $version answers"
+  version=$("$engine" version --format '{{.Client.Version}}' 2>/dev/null) || version="(version unknown)"
+  mode=$(engine_mode)
+  report ok engine "$engine $version answers: $(describe_mode "$mode")"
+  check_mode "$mode"
 fi
 
 # TFDOCK_HOST_ARCH stands in for `uname -m`, so that an arm64 host's answer can be checked anywhere.
@@ -49,7 +104,7 @@ case "$arch" in
 esac
 
 storage=/var/lib/docker
-[[ "$(basename "$engine")" == podman* ]] && storage=$(podman info --format '{{.Store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers)
+is_podman && storage=$("$engine" info --format '{{.Store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers)
 [[ -d "$storage" ]] || storage=/
 need_gb=12
 ((want_gpu)) && need_gb=25
@@ -79,7 +134,7 @@ if ((want_gpu)); then
       report "$level" "$name" "$detail" "$fix"
     done <<<"$findings"
   fi
-  if [[ "$(basename "$engine")" == podman* ]]; then
+  if is_podman; then
     if ls /etc/cdi/nvidia.yaml /var/run/cdi/nvidia*.yaml >/dev/null 2>&1; then
       report ok runtime "NVIDIA CDI spec present for podman"
     else

@@ -8,8 +8,9 @@
 set -euo pipefail
 
 LOCK_LABEL=com.github.tfdock.lock.sha256  # set by scripts/build-image.sh
+# shellcheck source=scripts/engine.sh
+source "$(dirname "$0")/engine.sh"
 
-engine=${ENGINE:-docker}
 image=${IMAGE:-tfdock}
 registry=${REGISTRY:-}
 # shellcheck disable=SC2206  # PUSH_FLAGS is a list of flags, split on purpose
@@ -19,8 +20,6 @@ die() {  # die CODE MESSAGE
   echo "push: $2" >&2
   exit "$1"
 }
-
-is_podman() { [[ "$(basename "$engine")" == podman* ]]; }
 
 lock_of() {  # lock_of IMAGE_REF: the lock sha256 the image was built from
   local sha
@@ -32,10 +31,16 @@ lock_of() {  # lock_of IMAGE_REF: the lock sha256 the image was built from
 
 cpu_lock() {  # the lock of the multi-arch IMAGE:cpu, the same for both architectures
   local amd64 arm64 list arch digest
+  "$engine" image inspect "$image:cpu" >/dev/null 2>&1 || "$engine" manifest exists "$image:cpu" 2>/dev/null \
+    || die 1 "there is no $image:cpu here; build it with 'make image-multiarch' first."
   if is_podman && ! "$engine" manifest exists "$image:cpu" 2>/dev/null; then
     die 1 "$image:cpu is not a multi-arch image; build it with 'make image-multiarch' first."
   fi
   if ! is_podman; then
+    # Docker's classic image store keeps one architecture per tag; its containerd store
+    # (Docker 24 and newer, opt-in) keeps them all, which the kit has not been tested with.
+    [[ "$("$engine" info --format '{{json .DriverStatus}}' 2>/dev/null)" == *io.containerd.snapshotter* ]] \
+      || die 1 "$image:cpu is linux/$("$engine" image inspect --format '{{.Architecture}}' "$image:cpu" 2>/dev/null || echo unknown) only: docker's image store keeps one architecture per tag, so build and push the multi-arch image with Podman (make image-multiarch push ENGINE=podman)."
     lock_of "$image:cpu"
     return
   fi

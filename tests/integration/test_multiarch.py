@@ -11,10 +11,8 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from tests.integration.containers import (
     record_artifact,
     run,
 )
+from tests.integration.registry import registry_get, serve_registry
 from tests.integration.test_devcontainer import (
     DevContainer,
     _cli,
@@ -55,8 +54,6 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-# Loopback needs no proxy, whatever the environment says.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _record(name: str, value) -> None:
@@ -156,54 +153,11 @@ def test_multiarch_image_runs_each_architecture(engine, multiarch_image):
         assert result.stdout.strip() == machine
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _get(url: str, accept: str = "*/*"):
-    request = urllib.request.Request(url, headers={"Accept": accept})
-    with _DIRECT.open(request, timeout=30) as response:
-        return response.headers, response.read()
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Debian's docker-registry on a free loopback port, its data removed afterwards."""
-    binary = shutil.which("docker-registry")
-    if not binary:
-        pytest.skip(
-            "docker-registry is not installed (scripts/multiarch-host-setup.sh installs it)"
-        )
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    (root / "config.yml").write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    with open(root / "registry.log", "w") as log:
-        server = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log,
-                                  stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _get(f"http://127.0.0.1:{port}/v2/")
-                break
-            except OSError:
-                assert server.poll() is None, (root / "registry.log").read_text()
-                assert time.monotonic() < deadline, "the registry did not answer in 60 s"
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
+    with serve_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +177,7 @@ def pushed(engine, repo_root, registry, multiarch_image, gpu_image) -> dict[str,
 
 
 def _manifest(registry: str, tag: str) -> tuple[str, dict]:
-    headers, body = _get(
+    headers, body = registry_get(
         f"http://{registry}/v2/{NAMESPACE}/{MULTI}/manifests/{tag}", MANIFEST_TYPES
     )
     return headers["Docker-Content-Digest"], json.loads(body)
@@ -248,7 +202,7 @@ def test_registry_lists_amd64_and_arm64_under_one_cpu_tag(repo_root, registry, p
     assert platforms == {("linux", "amd64"), ("linux", "arm64")}
     for member in index["manifests"]:
         _, image = _manifest(registry, member["digest"])
-        _, config = _get(
+        _, config = registry_get(
             f"http://{registry}/v2/{NAMESPACE}/{MULTI}/blobs/{image['config']['digest']}"
         )
         labels = json.loads(config)["config"]["Labels"]
@@ -260,7 +214,9 @@ def test_registry_gpu_image_names_the_gpu_lock(repo_root, registry, pushed):
     """The pushed GPU image is linux/amd64 and carries the GPU lock's sha256 (read from the registry)."""
     gpu_lock = _lock_sha256(repo_root, "requirements-gpu.txt")
     _, image = _manifest(registry, f"gpu-{gpu_lock[:12]}")
-    _, config = _get(f"http://{registry}/v2/{NAMESPACE}/{MULTI}/blobs/{image['config']['digest']}")
+    _, config = registry_get(
+        f"http://{registry}/v2/{NAMESPACE}/{MULTI}/blobs/{image['config']['digest']}"
+    )
     config = json.loads(config)
     assert config["architecture"] == "amd64"
     assert config["config"]["Labels"][LOCK_LABEL] == gpu_lock

@@ -1,0 +1,366 @@
+"""Every door on every engine a team runs: Docker Engine, rootless Podman and rootful Podman.
+
+Docker and rootless Podman are driven by a non-root host user whose uid is not 1000
+(tests/integration/engines.py), each building the image with its own `make image`;
+rootful Podman is root with the session's image. Each door is the user's command as the
+README gives it, and each file it writes in the workspace must be the host user's.
+Times land in test-artifacts/engines.json, one entry per engine and door.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.integration.containers import (
+    ALL_CHECKS_PASSED,
+    IMAGE,
+    copy_repository,
+    record_artifact,
+    run,
+)
+from tests.integration.engines import (
+    DOCKER,
+    ENGINES,
+    Door,
+    give_to,
+    matrix_user,
+    owners_under,
+    user_workspace,
+)
+from tests.integration.lab_helpers import free_port, http_status
+from tests.integration.registry import serve_registry
+from tests.integration.test_devcontainer import _jsonc, devcontainer_workspace
+
+pytestmark = pytest.mark.container
+
+LOCK_LABEL = "com.github.tfdock.lock.sha256"
+MODE_WORDS = {
+    "docker": "Docker Engine; containers run as your uid (--user)",
+    "rootless-podman": "rootless Podman; containers run as you (--userns=keep-id)",
+    "podman": "rootful Podman; containers run as your uid (--user)",
+}
+
+
+def _record(door: Door, what: str, seconds: float) -> None:
+    record_artifact("engines.json", f"{door.name} {what} seconds", round(seconds, 1))
+
+
+def _timed(door: Door, what: str, call):
+    started = time.perf_counter()
+    result = call()
+    _record(door, what, time.perf_counter() - started)
+    return result
+
+
+def _user_or_skip():
+    user = matrix_user()
+    if user is None:
+        pytest.skip(
+            "the engine matrix runs as a non-root host user, made by "
+            "scripts/engines-host-setup.sh (root only)"
+        )
+    return user
+
+
+def _answering_or_skip(door: Door) -> None:
+    info = door.engine_cli("info", check=False, timeout=120)
+    if info.returncode != 0:
+        pytest.skip(
+            f"{door.engine} does not answer for {door.name}: {info.stderr.strip()[-300:]} "
+            "(scripts/engines-host-setup.sh sets it up)"
+        )
+
+
+def _base_for(door: Door, registry: str) -> dict[str, str]:
+    """Make the session's base (CI's local debootstrap copy) the door's, as its engine needs it.
+
+    Docker pins a base by its registry digest only, so the base goes through the loopback
+    registry; rootless Podman's store is the user's own, so the base is loaded into it.
+    """
+    name = os.environ.get("BASE_IMAGE")
+    if not name or "@" in name:
+        return {}
+    if door.name == "docker":
+        remote = f"{registry}/library/debian:bookworm-slim"
+        run("podman", "push", "--quiet", "--tls-verify=false", name, remote, timeout=600)
+        door.engine_cli("pull", "--quiet", remote)
+        return {"BASE_IMAGE": remote}
+    archive = door.workspace.parent / "base.tar"
+    run("podman", "save", "--quiet", "--output", str(archive), name, timeout=600)
+    give_to(door.user, archive)
+    door.engine_cli("load", "--quiet", "--input", str(archive))
+    archive.unlink()
+    return {"BASE_IMAGE": name, "BUILD_FLAGS": "--pull=never"}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A real registry on loopback: Docker's base goes through it, and pushes are aimed at it."""
+    with serve_registry(tmp_path_factory.mktemp("engines-registry")) as address:
+        yield address
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def door(request, repo_root, registry):
+    """One engine, its image built by its own `make image` (rootful Podman: the session's)."""
+    name = request.param
+    if name == "podman":
+        request.getfixturevalue("cpu_image")
+        workspace = copy_repository(
+            repo_root, request.getfixturevalue("tmp_path_factory").mktemp("engines") / "tfdock"
+        )
+        yield Door(name, "podman", workspace)
+        return
+    user = _user_or_skip()
+    workspace = user_workspace(repo_root, user, name)
+    door = Door(name, DOCKER if name == "docker" else "podman", workspace, user)
+    _answering_or_skip(door)
+    door.env = _base_for(door, registry)
+    result = _timed(door, "make image", lambda: door.make("image", timeout=3600))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    yield door
+
+
+@pytest.fixture(scope="module")
+def mnist_copy(door, mnist_dir):
+    """The offline MNIST in the door's workspace parent, readable by its user."""
+    folder = door.workspace.parent / "mnist"
+    if not folder.exists():
+        folder.mkdir()
+        for source in mnist_dir.glob("*.gz"):
+            (folder / source.name).write_bytes(source.read_bytes())
+        if door.user is not None:
+            give_to(door.user, folder)
+    return folder
+
+
+def test_make_image_labels_the_image_with_the_workspace_lock(door):
+    """The engine's own `make image` built IMAGE:cpu from the workspace's lock (its label says so)."""
+    lock = hashlib.sha256((door.workspace / "requirements.txt").read_bytes()).hexdigest()
+    inspect = door.engine_cli("image", "inspect", "--format", "{{json .Config.Labels}}",
+                              f"{IMAGE}:cpu").stdout  # fmt: skip
+    assert json.loads(inspect)[LOCK_LABEL] == lock
+
+
+def test_doctor_names_the_engine_and_its_mode(door):
+    """`make doctor` says which engine answers and how the doors run there, and passes."""
+    result = door.make("doctor", timeout=300)
+    assert MODE_WORDS[door.name] in result.stdout, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_verify_passes(door):
+    """`make docker-verify` passes every check in the engine's image."""
+    result = _timed(door, "make docker-verify", lambda: door.make("docker-verify"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
+
+
+def test_docker_train_writes_its_run_as_the_host_user(door, mnist_copy):
+    """`make docker-train` trains one epoch; the run folder and every file in it are the user's."""
+    runs = f"runs-{uuid.uuid4().hex[:8]}"
+    result = _timed(door, "make docker-train EPOCHS=1", lambda: door.make(
+        "docker-train", "EPOCHS=1", f"RUNS={runs}", TFDOCK_DATA=str(mnist_copy)))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    accuracy = float(re.search(r"test accuracy (\d\.\d+)", result.stdout).group(1))
+    assert accuracy > 0.9
+    (run_dir,) = (door.workspace / runs).iterdir()
+    assert (run_dir / "metrics.json").is_file()
+    assert owners_under(door.workspace / runs) == {door.ids}
+
+
+def test_docker_run_writes_files_the_host_user_owns(door):
+    """`make docker-run CMD=...` writes into the workspace as the user, and the home is writable."""
+    marker = f"owned-by-me-{uuid.uuid4().hex[:8]}"
+    command = f"touch /workspace/{marker} && touch $$HOME/.cache-probe && id -u"
+    result = _timed(door, "make docker-run", lambda: door.make("docker-run", f"CMD={command}"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(door.ids[0])
+    stat = (door.workspace / marker).stat()
+    assert (stat.st_uid, stat.st_gid) == door.ids
+
+
+def test_docker_shell_runs_what_it_reads_as_the_host_user(door):
+    """`make docker-shell` reads commands from a pipe too; what it writes is the user's."""
+    marker = f"shell-{uuid.uuid4().hex[:8]}"
+    result = door.make("docker-shell", input=f"id -u > /workspace/{marker}\nexit\n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    path = door.workspace / marker
+    assert path.read_text().strip() == str(door.ids[0])
+    assert (path.stat().st_uid, path.stat().st_gid) == door.ids
+
+
+def test_docker_lab_answers_with_its_token_only(door):
+    """`make docker-lab` serves JupyterLab on 127.0.0.1:PORT; its API answers with the token, not without."""
+    port, token = free_port(), os.urandom(24).hex()
+    command, environment = door.command("make", "docker-lab", PORT=str(port), JUPYTER_TOKEN=token)
+    log = door.workspace.parent / "docker-lab.log"
+    name = f"{IMAGE.rsplit('/', 1)[-1]}-lab-{port}"
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        lab = subprocess.Popen(command, cwd=door.workspace, env=environment, stdout=handle,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while http_status(f"{base}/api/status?token={token}", timeout=2) != 200:
+            assert lab.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"no answer in 300 s:\n{log.read_text()}"
+            time.sleep(0.5)
+        _record(door, "make docker-lab (until it answers)", time.perf_counter() - started)
+        assert http_status(f"{base}/api/status", timeout=5) == 403
+        assert f"{base}/lab?token=" in log.read_text()
+    finally:
+        os.killpg(lab.pid, signal.SIGINT)
+        try:
+            lab.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+        door.engine_cli("rm", "--force", name, check=False)
+
+
+def test_push_refuses_a_single_arch_cpu_image_in_one_sentence(door, registry):
+    """`make push` publishes the multi-arch CPU image only: a single-arch IMAGE:cpu is one sentence."""
+    result = door.make("push", f"REGISTRY={registry}/team", "PUSH_FLAGS=--tls-verify=false",
+                       timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    (sentence,) = [line for line in result.stderr.splitlines() if line.startswith("push:")]
+    assert f"{IMAGE}:cpu" in sentence
+    assert "make image-multiarch" in sentence
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def pulled_config(door, repo_root):
+    """The pulled dev container config, its image set to the door's own IMAGE:cpu."""
+    workspace = door.workspace
+    if door.user is None:
+        # Root has no host user for the CLI to map: a copy owned by the image's user instead.
+        workspace = devcontainer_workspace(repo_root, door.workspace.parent / "dev" / "tfdock")
+    config = workspace / ".devcontainer" / "pulled" / "devcontainer.json"
+    settings = {**_jsonc(config), "image": f"{IMAGE}:cpu"}
+    if door.name == "podman":
+        settings["image"] = f"localhost/{IMAGE}:cpu"
+        # Rootful Podman refuses the --userns=keep-id the CLI adds (devcontainers/cli#1004).
+        settings["runArgs"] = ["--userns=host"]
+    config.write_text(json.dumps(settings, indent=2))
+    if door.user is not None:
+        give_to(door.user, config)
+    return workspace, config
+
+
+def test_dev_container_comes_up_as_the_host_user(door, pulled_config):
+    """The devcontainers CLI (--docker-path) opens the dev container; verify passes and files are the user's."""
+    workspace, config = pulled_config
+    label = f"tfdock.test={uuid.uuid4().hex}"
+    common = ["--workspace-folder", str(workspace), "--docker-path", door.engine,
+              "--config", str(config), "--id-label", label]  # fmt: skip
+    try:
+        up = _timed(door, "devcontainer up (pulled config)",
+                    lambda: door.run("devcontainer", "up", *common, timeout=1800))  # fmt: skip
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        marker = f"dev-{uuid.uuid4().hex[:8]}"
+        result = door.run("devcontainer", "exec", *common, "bash", "-c",
+                          f"touch /workspace/{marker} && make verify")  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
+        owner = workspace.stat()
+        assert (workspace / marker).stat().st_uid == owner.st_uid
+    finally:
+        _remove_dev_containers(door, label)
+
+
+def _remove_dev_containers(door: Door, label: str) -> None:
+    """Remove the CLI's container and the vsc-*-uid image it built for it."""
+    listed = door.engine_cli("ps", "--all", "--quiet", "--filter", f"label={label}", check=False)
+    for container in listed.stdout.split():
+        image = door.engine_cli("inspect", "--format", "{{.Config.Image}}", container,
+                                check=False).stdout.strip()  # fmt: skip
+        door.engine_cli("rm", "--force", container, check=False)
+        if re.search(r"(^|/)vsc-", image):
+            door.engine_cli("rmi", image, check=False)
+
+
+def test_image_labels_name_the_base_the_door_built_on(door):
+    """The base recorded in the image is the one this engine resolved (Docker: the registry's digest)."""
+    inspect = door.engine_cli("image", "inspect", "--format", "{{json .Config.Labels}}",
+                              f"{IMAGE}:cpu").stdout  # fmt: skip
+    labels = json.loads(inspect)
+    assert labels["org.opencontainers.image.base.digest"].startswith("sha256:")
+    if door.name == "docker" and "BASE_IMAGE" in door.env:
+        # Docker's digest belongs to the repository it pulled the base from.
+        repository = door.env["BASE_IMAGE"].rsplit(":", 1)[0]
+        assert labels["org.opencontainers.image.base.name"] == repository
+
+
+# --- what each engine says when something it needs is missing -----------------------------
+
+
+def test_a_docker_client_that_needs_buildx_is_one_sentence(repo_root):
+    """With a docker client of 23+ and no buildx plugin, `make image` and doctor say so in one sentence."""
+    user = _user_or_skip()
+    door = Door("docker", "docker", user_workspace(repo_root, user, "docker-buildx"), user)
+    _answering_or_skip(door)
+    if door.run("docker", "buildx", "version").returncode == 0:
+        pytest.skip("this host's docker client has its buildx plugin")
+    version = door.run("docker", "version", "--format", "{{.Client.Version}}").stdout.strip()
+    if int(version.split(".")[0]) < 23:
+        pytest.skip(f"this host's docker client ({version}) builds with the engine's BuildKit")
+    result = door.make("image", timeout=300)
+    assert result.returncode != 0
+    (sentence,) = [line for line in result.stderr.splitlines() if line.startswith("build-image:")]
+    assert "buildx plugin, which is missing" in sentence
+    assert "ENGINE=/usr/bin/docker" in sentence
+    doctor = door.make("doctor", timeout=300)
+    assert doctor.returncode != 0
+    assert "FAIL  build     make image cannot build here" in doctor.stdout
+
+
+def test_docker_refuses_a_loaded_base_in_one_sentence(repo_root):
+    """A base loaded into Docker has no registry digest to pin: `make image` says so and how to fix it."""
+    user = _user_or_skip()
+    door = Door("docker", DOCKER, user_workspace(repo_root, user, "docker-loaded"), user)
+    _answering_or_skip(door)
+    loaded = "localhost/tfdock-loaded-base:test"
+    archive = door.workspace.parent / "loaded.tar"
+    # An image that never came from a registry (docker import of a one-file filesystem).
+    (door.workspace.parent / "rootfs").mkdir(exist_ok=True)
+    (door.workspace.parent / "rootfs" / "hello").write_text("loaded, not pulled\n")
+    subprocess.run(["tar", "-C", str(door.workspace.parent / "rootfs"), "-cf", str(archive), "."],
+                   check=True)  # fmt: skip
+    give_to(user, archive)
+    try:
+        door.engine_cli("import", str(archive), loaded)
+        result = door.make("image", f"BASE_IMAGE={loaded}", timeout=300)
+    finally:
+        door.engine_cli("image", "rm", "--force", loaded, check=False)
+        archive.unlink(missing_ok=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[0] == (
+        f"build-image: the base {loaded} was loaded, not pulled, so {DOCKER} knows no registry "
+        "digest to pin it by; push it to a registry and pull it from there, or give it by "
+        "digest (name@sha256:...)."
+    )
+
+
+def test_a_user_outside_the_docker_group_is_told_how_to_join_it(repo_root):
+    """`make doctor` for a user who may not use Docker's socket names the socket and the group."""
+    _user_or_skip()
+    result = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin",
+         f"ENGINE={DOCKER}", "bash", str(repo_root / "scripts" / "doctor.sh")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "FAIL  engine    this user (nobody) may not use Docker's socket" in result.stdout
+    assert "sudo usermod -aG docker nobody" in result.stdout
