@@ -64,8 +64,11 @@ check_mode() {  # check_mode MODE: what each door needs from this engine, one re
     problem=$(docker_build_problem)
     if [[ -n "$problem" ]]; then
       report FAIL build "make image cannot build here: ${problem%%; *}" "${problem#*; }"
+    elif ! "$engine" buildx version >/dev/null 2>&1; then
+      report ok build "make image builds with the engine's BuildKit (no buildx plugin)"
+      report warn devcontainer "without buildx the dev container CLI builds the built config with plain 'docker build', which needs BuildKit asked for: export DOCKER_BUILDKIT=1 before opening it (the pulled config needs nothing)"
     else
-      report ok build "make image builds with BuildKit"
+      report ok build "make image builds with BuildKit (buildx)"
     fi
   fi
 }
