@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def test_second_setup_is_a_noop(repo_root):
     stamp = repo_root / ".venv" / ".tfdock-installed"
     before = stamp.stat().st_mtime_ns
     started = time.perf_counter()
-    result = _make(repo_root, "setup")
+    # make's own message, untranslated whatever the host's locale.
+    result = _make(repo_root, "setup", env_extra={**os.environ, "LC_ALL": "C"})
     record_artifact("venv.json", "noop_setup_seconds", round(time.perf_counter() - started, 3))
     assert result.returncode == 0
     assert "Nothing to be done for 'setup'" in result.stdout

@@ -80,6 +80,9 @@ def _git(folder: Path, *args: str, timeout: int = 600):
         "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@example.com",
+        # The host's git settings (a global hooksPath, commit signing) are not the test's.
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
     }
     return subprocess.run(
         ["git", *args],
