@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -416,3 +417,73 @@ def test_a_user_outside_the_docker_group_is_told_how_to_join_it(repo_root):
     assert result.returncode == 1
     assert "FAIL  engine    this user (nobody) may not use Docker's socket" in result.stdout
     assert "sudo usermod -aG docker nobody" in result.stdout
+
+
+def _doctor_as(user: str, engine: str, repo_root: Path) -> subprocess.CompletedProcess:
+    """`make doctor` as USER from a login-like environment (its own runtime folder)."""
+    uid = pwd.getpwnam(user).pw_uid
+    runtime = Path(f"/run/user/{uid}")
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chown(runtime, uid, pwd.getpwnam(user).pw_gid)
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin",
+         f"HOME={pwd.getpwnam(user).pw_dir}", f"XDG_RUNTIME_DIR={runtime}", f"ENGINE={engine}",
+         "bash", str(repo_root / "scripts" / "doctor.sh")],
+        cwd="/", capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def _fix_of(report: str, name: str) -> str:
+    """The command that doctor's FAIL line NAME gives as its fix (the part in parentheses or after ':')."""
+    lines = report.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(f"FAIL  {name} "))
+    return lines[index + 1].strip()
+
+
+def _drop_subordinate_ids(user: str) -> None:
+    """Take USER's lines out of /etc/subuid and /etc/subgid (useradd adds them on most systems)."""
+    for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if not line.startswith(f"{user}:")))
+
+
+def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_them(repo_root):
+    """doctor names the missing /etc/subuid entries; running its command as root makes the check pass."""
+    _user_or_skip()
+    user = "tfdock-nosubids"
+    subprocess.run(["userdel", "--remove", user], capture_output=True, check=False)
+    subprocess.run(["useradd", "--create-home", user], check=True)
+    try:
+        _drop_subordinate_ids(user)
+        before = _doctor_as(user, "podman", repo_root)
+        assert before.returncode == 1, before.stdout + before.stderr
+        assert f"FAIL  ids       {user} has no subordinate ids" in before.stdout
+        fix = _fix_of(before.stdout, "ids")
+        command = re.search(r"sudo (usermod [^,]+), then (podman system migrate)", fix)
+        subprocess.run(command.group(1).split(), check=True)
+        subprocess.run(["runuser", "-u", user, "--", "env", "-C", "/", *command.group(2).split()],
+                       capture_output=True, check=True, timeout=300)  # fmt: skip
+        after = _doctor_as(user, "podman", repo_root)
+        assert f"ok    ids       subordinate ids for {user}" in after.stdout, after.stdout
+        assert after.returncode == 0, after.stdout + after.stderr
+    finally:
+        subprocess.run(["userdel", "--remove", user], capture_output=True, check=False)
+        _drop_subordinate_ids(user)
+
+
+def test_rootless_podman_without_dev_net_tun_is_told_the_command_that_opens_it(repo_root):
+    """doctor names a /dev/net/tun the user cannot open; its chmod makes the check pass."""
+    user = _user_or_skip()
+    tun = Path("/dev/net/tun")
+    mode = tun.stat().st_mode & 0o7777
+    try:
+        tun.chmod(0o600)
+        before = _doctor_as(user.pw_name, "podman", repo_root)
+        assert before.returncode == 1, before.stdout + before.stderr
+        assert "FAIL  network   /dev/net/tun is not open to" in before.stdout
+        command = re.search(r"sudo (chmod 0666 /dev/net/tun)", _fix_of(before.stdout, "network"))
+        subprocess.run(command.group(1).split(), check=True)
+        after = _doctor_as(user.pw_name, "podman", repo_root)
+        assert "ok    network   /dev/net/tun is open to" in after.stdout, after.stdout
+    finally:
+        tun.chmod(mode)
