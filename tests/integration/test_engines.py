@@ -440,6 +440,13 @@ def _fix_of(report: str, name: str) -> str:
     return lines[index + 1].strip()
 
 
+def _remove_user(user: str) -> None:
+    """Remove USER and their home; Podman's pause process, left running as them, first."""
+    subprocess.run(["pkill", "--signal", "KILL", "--uid", user], capture_output=True, check=False)
+    time.sleep(0.5)
+    subprocess.run(["userdel", "--remove", user], capture_output=True, check=False)
+
+
 def _drop_subordinate_ids(user: str) -> None:
     """Take USER's lines out of /etc/subuid and /etc/subgid (useradd adds them on most systems)."""
     for path in (Path("/etc/subuid"), Path("/etc/subgid")):
@@ -451,7 +458,7 @@ def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_t
     """doctor names the missing /etc/subuid entries; running its command as root makes the check pass."""
     _user_or_skip()
     user = "tfdock-nosubids"
-    subprocess.run(["userdel", "--remove", user], capture_output=True, check=False)
+    _remove_user(user)
     subprocess.run(["useradd", "--create-home", user], check=True)
     try:
         _drop_subordinate_ids(user)
@@ -467,7 +474,7 @@ def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_t
         assert f"ok    ids       subordinate ids for {user}" in after.stdout, after.stdout
         assert after.returncode == 0, after.stdout + after.stderr
     finally:
-        subprocess.run(["userdel", "--remove", user], capture_output=True, check=False)
+        _remove_user(user)
         _drop_subordinate_ids(user)
 
 
