@@ -92,6 +92,10 @@ note_stale() {  # note_stale VARIANT LOCK_FILE SHA: say when the workspace's loc
 if [[ -z "$registry" ]]; then
   die 2 "name the registry to push to: make push REGISTRY=host[:port]/namespace (e.g. REGISTRY=ghcr.io/your-team)."
 fi
+if [[ "$registry" == *@* ]]; then
+  # Never echoed: it may hold a password or token.
+  die 2 "REGISTRY holds credentials (user:password@ or token@); name only host[:port]/namespace, and log in once with '$engine login HOST' instead."
+fi
 if [[ ! "$registry" =~ ^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$ ]]; then
   die 2 "REGISTRY=$registry is not host[:port]/namespace in lower case (e.g. REGISTRY=ghcr.io/your-team or REGISTRY=127.0.0.1:5000/team)."
 fi

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import re
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 from tfdock.errors import TfdockError
 from tfdock.lock import Lock, lock_drift, read_lock
 from tfdock.lock_compile import (
-    DEFAULT_INDEX,
+    index_name,
     last_reason,
     pip_compile_command,
     pip_compile_environment,
 )
 
-INDEX_PROBE_SECONDS = 10
+INDEX_PROBE_SECONDS = 120  # pip's own timeout and retries run inside this bound
+# pip's verbose words for an index that answered but refused (tfdock.lock_check.index_refusal).
+_REFUSED = re.compile(r"\b(401|403)\b (?:Client )?Error")
+_UNTRUSTED = re.compile(r"CERTIFICATE_VERIFY_FAILED|problem confirming the ssl certificate", re.I)
+_NO_CLIENT_CERT = re.compile(r"TLS certificate file|client certificate|PEM lib", re.I)
 COMPILE_TIMEOUT_SECONDS = 900
 # pip's report of downloads whose hashes are not the lock's: "    six==1.16.0 from URL (...):"
 _HASH_MISMATCH_HEADER = "THESE PACKAGES DO NOT MATCH THE HASHES"
@@ -40,9 +41,10 @@ def lock_check(requirements_in: Path, lock_path: Path, offline: bool = False) ->
     """`tfdock lock-check`: the structure offline, and a recompile when the index answers."""
     if not requirements_in.is_file():
         raise TfdockError(f"{requirements_in} does not exist; run from the repository root.")
-    problems = lock_drift(requirements_in, read_lock(lock_path))
+    lock = read_lock(lock_path)
+    problems = lock_drift(requirements_in, lock)
     environment = None if offline or problems else pip_compile_environment()
-    online = environment is not None and index_answers(environment)
+    online = environment is not None and index_answers(environment, next(iter(lock.pins), "pip"))
     if online:
         problems = recompile_problems(requirements_in, lock_path, environment)
     if problems:
@@ -65,20 +67,49 @@ def lock_check(requirements_in: Path, lock_path: Path, offline: bool = False) ->
     return 0
 
 
-def index_answers(environment: Mapping[str, str]) -> bool:
-    """Say whether the package index that pip-compile would use answers now."""
-    url = environment.get("PIP_INDEX_URL", DEFAULT_INDEX).rstrip("/") + "/pip/"
-    context = ssl.create_default_context(cafile=environment.get("PIP_CERT") or None)
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context)]
-    if environment.get("PIP_PROXY"):
-        proxy = environment["PIP_PROXY"]
-        handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
-    opener = urllib.request.build_opener(*handlers)
+def index_answers(environment: Mapping[str, str], project: str = "pip") -> bool:
+    """Say whether the package index that pip-compile would use answers now.
+
+    pip itself asks (`pip index versions PROJECT`), in pip-compile's very environment,
+    so credentials in the URL, client certificates, trusted hosts and proxies count as
+    they will when compiling. An index that refuses the credentials or whose certificate
+    is not trusted is an error that names the setting to fix, never "did not answer".
+    """
+    command = [sys.executable, "-m", "pip", "-vv", "index", "versions", "--no-input", project]
     try:
-        with opener.open(url, timeout=INDEX_PROBE_SECONDS) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=dict(environment),
+            stdin=subprocess.DEVNULL, timeout=INDEX_PROBE_SECONDS, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
         return False
+    if result.returncode == 0:
+        return True
+    refusal = index_refusal(result.stdout + result.stderr, index_name(environment))
+    if refusal:
+        raise TfdockError(refusal)
+    return False
+
+
+def index_refusal(pip_output: str, index: str) -> str | None:
+    """The sentence for an index that answered but refused us, from pip's verbose output."""
+    code = _REFUSED.search(pip_output)
+    if code:
+        return (
+            f"the package index {index} refused the credentials (HTTP {code.group(1)}); fix "
+            "the user and password or token in index-url (PIP_INDEX_URL or pip.conf)."
+        )
+    if _UNTRUSTED.search(pip_output):
+        return (
+            f"the package index {index} has a TLS certificate this machine does not trust; "
+            "point cert (PIP_CERT or pip.conf) at the CA bundle that signs it."
+        )
+    if _NO_CLIENT_CERT.search(pip_output):
+        return (
+            "client-cert (PIP_CLIENT_CERT or pip.conf) names a file that cannot be read as a "
+            "certificate and key; point it at your client certificate's PEM file."
+        )
+    return None
 
 
 def recompile_problems(

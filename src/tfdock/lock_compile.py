@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from tfdock._files import atomic_path
 from tfdock.errors import TfdockError
 from tfdock.lock import normalize, read_lock
+from tfdock.redact import redact
 
 # The CPU lock first: the GPU one is compiled with it as constraint ("-c requirements.txt").
 LOCK_PAIRS = (
@@ -192,28 +193,28 @@ def _run_pip_compile(command: list[str], environment: dict[str, str], lock: Path
         result = subprocess.run(command, env=environment, stderr=subprocess.PIPE, text=True)
     except OSError as exc:
         raise TfdockError(f"cannot run {command[0]} ({exc.strerror}); run `make setup`.") from None
-    errors = [line.strip() for line in result.stderr.splitlines() if "ERROR:" in line]
+    errors = [redact(line.strip()) for line in result.stderr.splitlines() if "ERROR:" in line]
     if result.returncode == 0:
-        sys.stderr.write(result.stderr)  # pip-compile's warnings, if it had any
+        sys.stderr.write(redact(result.stderr))  # pip-compile's warnings, if it had any
         return
     for line in dict.fromkeys(errors):
         print(line, file=sys.stderr)
     raise TfdockError(
-        f"pip-compile could not compile {lock} from {_index_name(environment)} "
+        f"pip-compile could not compile {lock} from {index_name(environment)} "
         f"({last_reason(result.stderr)}); both locks are left as they were."
     )
 
 
 def last_reason(stderr: str) -> str:
     """Return the gist of pip-compile's failure: its exception's message, else its last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [redact(line.strip()) for line in stderr.splitlines() if line.strip()]
     if not lines:
         return "no message"
     exception = re.match(r"^[\w.]+: (.+)$", lines[-1])
     return exception.group(1) if exception else lines[-1].removeprefix("ERROR: ")
 
 
-def _index_name(environment: dict[str, str]) -> str:
+def index_name(environment: dict[str, str]) -> str:
     """Name the index pip-compile used, without any credentials in its URL."""
     url = urlsplit(environment.get("PIP_INDEX_URL") or DEFAULT_INDEX)
     return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"
