@@ -202,7 +202,7 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     dataset = load_mnist(config.data)  # bad data fails here, before TensorFlow loads
     record = run_record(config, dataset)
     writer = cluster is None or cluster.is_chief
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(config.output_dir))
+    run_dir = _this_tasks_run_dir(run_dir, Path(config.output_dir), writer)
     with claim_run_dir(run_dir, record, writer=writer), _failed_writes_explained(run_dir, cluster):
         progress = read_progress(run_dir, config.epochs)
         job = _start_tensorflow(config, cluster)
@@ -215,6 +215,20 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
             return TrainResult(run_dir, {})
         metrics = _finish(model, dataset, run_dir, {**training, "config": record})
     return TrainResult(run_dir, metrics)
+
+
+def _this_tasks_run_dir(given: Path | None, output_dir: Path, writer: bool) -> Path:
+    """The run folder: the one given, else a new one that the writer makes.
+
+    Another task of a multi-worker job writes nothing (docs/distribution.md), so without
+    --run-dir it makes no folder either: the chief names the one it makes. Such a task
+    only reads its run folder to resume, and a job without --run-dir starts afresh.
+    """
+    if given is not None:
+        return Path(given)
+    if writer:
+        return new_run_dir(output_dir)
+    return output_dir / "the-chief-s-run-folder"
 
 
 def _start_tensorflow(config: TrainConfig, cluster: Cluster | None) -> _Job:
@@ -303,7 +317,8 @@ def _begin(
         f"tfdock: training on {train_samples} images from {source}, "
         f"{config.epochs} epochs; strategy {job.strategy_name}{role}: {replicas} replica(s) x "
         f"batch {config.batch_size} = global batch {job.global_batch}; "
-        f"loop {training_loop}{f' ({fit_reason})' if fit_reason else ''}; run directory {run_dir}",
+        f"loop {training_loop}{f' ({fit_reason})' if fit_reason else ''}; run directory "
+        f"{run_dir if job.writer or run_dir.is_dir() else 'made by the chief'}",
         flush=True,
     )
     if progress.completed:

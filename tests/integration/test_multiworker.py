@@ -256,3 +256,36 @@ def test_a_worker_whose_launcher_is_gone_stops_at_once():
         "tfdock: error: the launcher (pid 1) that started this worker is gone; start the job "
         "again with `tfdock multiworker`.\n"
     )
+
+
+@pytest.mark.slow
+def test_tasks_started_by_hand_without_run_dir_make_one_folder(mnist_dir, tmp_path):
+    """Two tasks of one TF_CONFIG, without --run-dir: only the chief makes a run folder."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    runs = tmp_path / "runs"
+    tasks = [_start_task(cluster, index, mnist_dir, runs) for index in range(2)]
+    try:
+        outputs = [task.communicate(timeout=900)[0] for task in tasks]
+    finally:
+        for task in tasks:
+            task.kill()
+    assert [task.returncode for task in tasks] == [0, 0], outputs
+    (run_dir,) = runs.iterdir()
+    assert (run_dir / "metrics.json").is_file()
+    assert "run directory made by the chief" in outputs[1]
+
+
+def _start_task(cluster: dict, index: int, mnist_dir: Path, runs: Path) -> subprocess.Popen:
+    """Start task INDEX of CLUSTER by hand, as docs/distribution.md says, without --run-dir."""
+    task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfdock", "train", "--strategy", "multi-worker", "--epochs", "1",
+         "--limit", "2000", "--data", str(mnist_dir), "--output-dir", str(runs)],
+        env={**os.environ, "TF_CONFIG": json.dumps(task)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
