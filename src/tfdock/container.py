@@ -35,3 +35,22 @@ def stale_container_message(environ: dict[str, str] | None = None) -> str | None
         f"was built, so use Rebuild Container (VS Code: Dev Containers: Rebuild Container) "
         f"or `{target}`."
     )
+
+
+IN_IMAGE_ENV = "TFDOCK_IN_IMAGE"  # set by the kit's Dockerfiles
+
+
+def resync_hint(environ: dict[str, str] | None = None) -> str:
+    """How to bring this environment back to the lock, in the door it runs in.
+
+    The venv is re-synced by `make setup`; inside the kit's images (the dev container,
+    `make docker-*`) the environment is /opt/venv, installed when the image was built,
+    so the fix is a rebuild.
+    """
+    environ = os.environ if environ is None else environ
+    if not environ.get(IN_IMAGE_ENV):
+        return "run `make setup` to re-sync"
+    return (
+        "rebuild the container from the lock (VS Code: Dev Containers: Rebuild Container; "
+        "make image / make image-gpu), or pip uninstall what you added"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdock._files import sha256_of
-from tfdock.container import stale_container_message
+from tfdock.container import resync_hint, stale_container_message
 from tfdock.errors import TfdockError
 from tfdock.lock import (
     DEFAULT_LOCK,
@@ -61,7 +61,7 @@ def check_python() -> Check:
     try:
         supported = SpecifierSet(metadata.metadata(PROJECT_NAME)["Requires-Python"] or "")
     except metadata.PackageNotFoundError:
-        return Check("python", False, "the tfdock package is not installed: run `make setup`")
+        return Check("python", False, f"the tfdock package is not installed: {resync_hint()}")
     if running not in supported:
         return Check(
             "python",
@@ -80,7 +80,7 @@ def check_packages(lock_path: Path) -> Check:
         here = sum(lock.applies(name) for name in lock.pins)  # markers may leave some out
         return Check("packages", True, f"{here} distributions match {lock_path}")
     lines = drift.lines()
-    return Check("packages", False, "; ".join(lines) + " -- run `make setup` to re-sync")
+    return Check("packages", False, "; ".join(lines) + f" -- {resync_hint()}")
 
 
 def check_tensorflow() -> tuple[Check, dict[str, Any]]:

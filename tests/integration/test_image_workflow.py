@@ -112,4 +112,20 @@ def test_any_uid_in_users_can_pip_install_and_verify_names_it(engine, cpu_image,
     packages = next(line for line in inside.stdout.splitlines() if " packages " in line)
     assert packages.startswith("FAIL")
     assert "extra: tfdock-drift-probe==1.0 (not in the lock)" in packages
+    # The fix for this door: a rebuild, not the venv's `make setup`.
+    assert packages.endswith("-- rebuild the container from the lock (VS Code: Dev Containers: "
+                             "Rebuild Container; make image / make image-gpu), or pip uninstall "
+                             "what you added")  # fmt: skip
     record_artifact("images.json", "pip_install_as_any_uid", "ok")
+
+
+def test_make_setup_in_the_image_refuses_in_one_sentence(engine, repo_root, cpu_image):
+    """`make setup` in the image (dev container, docker-run) makes no second venv: one sentence instead."""
+    result = make(repo_root, "docker-run", "CMD=make setup", engine=engine)
+    assert result.returncode != 0
+    assert (
+        "make setup: inside the kit's image the environment is /opt/venv, installed from the "
+        "lock when the image was built; after a lock change rebuild the container (VS Code: "
+        "Dev Containers: Rebuild Container; make image / make image-gpu)."
+    ) in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
