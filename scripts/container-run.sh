@@ -40,6 +40,8 @@ if [[ -t 0 && -t 1 ]]; then
 elif ((shell)); then
   args+=(--interactive)  # a shell reads its commands from a pipe too
 fi
+# How to resume a run in this door (the Makefile's train targets set it; tfdock prints it).
+[[ -n "${TFDOCK_RESUME_COMMAND:-}" ]] && args+=(--env TFDOCK_RESUME_COMMAND)
 if [[ -n "${TFDOCK_DATA:-}" ]]; then
   data=$(realpath -e "$TFDOCK_DATA" 2>/dev/null) || {
     echo "container-run: TFDOCK_DATA=$TFDOCK_DATA does not exist on this host; point it at mnist.npz or the folder of the four MNIST .gz files." >&2

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tfdock.errors import TfdockError
 from tfdock.peers import PORT_IN_USE_EXIT_CODE
+from tfdock.run_dir import how_to_go_on, remove_if_unused
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_WORKERS = 2
@@ -86,7 +87,10 @@ def launch_local(workers: int, train_args: list[str], run_dir: Path) -> int:
             f"worker 0 is the chief and writes {run_dir}",
             flush=True,
         )
-        failure = _run_job(addresses, train_args)
+        try:
+            failure = _run_job(addresses, train_args)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(_job_how_to_go_on(run_dir)) from None
         if not (isinstance(failure, WorkerExit) and failure.code == PORT_IN_USE_EXIT_CODE):
             break
         if attempt < PORT_ATTEMPTS:
@@ -96,12 +100,15 @@ def launch_local(workers: int, train_args: list[str], run_dir: Path) -> int:
                 flush=True,
             )
     if failure:
-        raise TfdockError(
-            f"{failure}; the job failed. Rerun with --resume {run_dir} to continue from the "
-            "last completed epoch."
-        )
+        raise TfdockError(f"{failure}; the job failed: {_job_how_to_go_on(run_dir)}.")
     print(f"tfdock: all {workers} workers finished; artifacts in {run_dir}", flush=True)
     return 0
+
+
+def _job_how_to_go_on(run_dir: Path) -> str:
+    """Resume the job; one that never recorded its run has its unused folder removed, and starts again."""
+    remove_if_unused(run_dir)
+    return how_to_go_on(run_dir, "tfdock multiworker --resume {run_dir}")
 
 
 def _run_job(addresses: list[str], train_args: list[str]) -> WorkerExit | str | None:

@@ -228,3 +228,34 @@ def _cannot_write(run_dir: Path, exc: OSError) -> TfdockError:
 
 def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
+
+
+# The door that started a run says how to resume it there (the Makefile's train targets,
+# scripts/container-run.sh): a template with {run_dir}, e.g. `make docker-train RESUME={run_dir}`.
+RESUME_COMMAND_ENV = "TFDOCK_RESUME_COMMAND"
+
+
+def resume_command(run_dir: Path, default: str = "tfdock train --resume {run_dir}") -> str:
+    """The command that resumes RUN_DIR in the door the user typed, else DEFAULT's."""
+    template = os.environ.get(RESUME_COMMAND_ENV) or default
+    return template.replace("{run_dir}", str(run_dir))
+
+
+def how_to_go_on(run_dir: Path, default: str = "tfdock train --resume {run_dir}") -> str:
+    """Resume RUN_DIR, when it holds a run (config.json); else start the run again."""
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
+        return "start the run again"
+    return f"resume with `{resume_command(run_dir, default)}`"
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder in which no run was ever recorded: empty, or only its lock file.
+
+    A job that fails before its chief writes config.json leaves such a folder, which
+    --resume would refuse; files of anyone else are never touched.
+    """
+    run_dir = Path(run_dir)
+    with contextlib.suppress(OSError):
+        if {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+            run_dir.rmdir()

@@ -27,6 +27,7 @@ from tfdock.run_dir import (
     MODEL_FILE,
     TENSORBOARD_DIR,
     claim_run_dir,
+    how_to_go_on,
     new_run_dir,
 )
 
@@ -499,10 +500,8 @@ def _failed_write(exc: Exception, run_dir: Path, cluster: Cluster | None) -> str
 
 def _how_to_go_on(run_dir: Path, cluster: Cluster | None) -> str:
     """What continues a run that stopped early: resume it, or start it again."""
-    if not (run_dir / CONFIG_FILE).is_file():
-        return "start the run again"
-    if cluster is None:
-        return f"resume with `tfdock train --resume {run_dir}`"
+    if cluster is None or not (run_dir / CONFIG_FILE).is_file():
+        return how_to_go_on(run_dir)
     return f"restart every task with --run-dir {run_dir}"
 
 

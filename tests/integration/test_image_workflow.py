@@ -20,6 +20,7 @@ from tests.integration.containers import (
     run,
     write_own_script,
 )
+from tests.integration.test_resume import interrupt_in_epoch_2, resume_line
 
 pytestmark = pytest.mark.container
 
@@ -129,3 +130,29 @@ def test_make_setup_in_the_image_refuses_in_one_sentence(engine, repo_root, cpu_
         "Dev Containers: Rebuild Container; make image / make image-gpu)."
     ) in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_make_docker_train_names_the_doors_own_resume_command(
+    engine, repo_root, cpu_image, mnist_dir
+):
+    """Ctrl-C in `make docker-train` names `make docker-train RESUME=... TFDOCK_DATA=...` (no host tfdock needed); run as printed, it finishes."""
+    runs = f"test-artifacts/docker-resume-{uuid.uuid4().hex[:8]}"
+    environment = {**os.environ, "ENGINE": engine, "PYTHONUNBUFFERED": "1"}
+    code, stderr = interrupt_in_epoch_2(
+        ["make", "-C", str(repo_root), "docker-train", "EPOCHS=2", f"RUNS={runs}",
+         f"TFDOCK_DATA={mnist_dir}", "TRAIN_FLAGS=--limit 30000 --steps-per-execution 1"],
+        env=environment,
+    )  # fmt: skip
+    (run_dir,) = (repo_root / runs).iterdir()
+    assert code != 0
+    line = resume_line(stderr)
+    assert line == (
+        f"tfdock: interrupted; resume with `make docker-train RESUME={runs}/{run_dir.name} "
+        f"TFDOCK_DATA={mnist_dir}`"
+    )
+    resumed = subprocess.run(["bash", "-c", line.split("`")[1]], cwd=repo_root, env=environment,
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming after epoch 1 of 2" in resumed.stdout
+    assert (run_dir / "metrics.json").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -118,15 +119,12 @@ def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
         process.wait()
     assert process.returncode == 2
     assert "Traceback" not in err
-    assert (
-        err.strip()
-        .splitlines()[-1]
-        .startswith(
-            "tfdock: error: worker 1 was killed by SIGKILL; the job failed. Rerun with --resume "
-        )
-    )
     assert "[worker 0] tfdock: error: worker 0 lost contact with another task" in out
     (run_dir,) = tmp_path.iterdir()
+    assert err.strip().splitlines()[-1] == (
+        "tfdock: error: worker 1 was killed by SIGKILL; the job failed: resume with "
+        f"`tfdock multiworker --resume {run_dir}`."
+    )
     assert not (run_dir / "metrics.json").exists()
     assert json.loads((run_dir / "backup" / "state.json").read_text())["completed_epochs"] >= 1
 
@@ -289,3 +287,51 @@ def _start_task(cluster: dict, index: int, mnist_dir: Path, runs: Path) -> subpr
         env={**os.environ, "TF_CONFIG": json.dumps(task)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_before_its_first_epoch_says_start_again_and_leaves_no_folder(
+    mnist_dir, tmp_path
+):
+    """A worker killed before the chief records the run: 'start the run again', no empty folder left."""
+    process = _start_long_job(mnist_dir, tmp_path, "--limit", "2000", stderr=subprocess.PIPE)
+    try:
+        pid = _worker_pids_until(process, "tfdock: worker 1 has pid")[1]
+        os.kill(pid, signal.SIGKILL)
+        out, err = process.communicate(timeout=180)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 2, out + err
+    assert err.strip().splitlines()[-1] == (
+        "tfdock: error: worker 1 was killed by SIGKILL; the job failed: start the run again."
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(
+    mnist_dir, tmp_path, ctrl_c_reaches_children
+):
+    """Ctrl-C in epoch 2 of `tfdock multiworker` names its --resume command; run as printed, it finishes."""
+    command = [*MULTIWORKER, "--workers", "2", "--epochs", "2", "--limit", "8000",
+               "--data", str(mnist_dir), "--output-dir", str(tmp_path)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               start_new_session=True)  # fmt: skip
+    try:
+        _worker_pids_until(process, "[worker 0] Epoch 2/2")
+        os.killpg(process.pid, signal.SIGINT)
+        err = process.communicate(timeout=180)[1]
+    finally:
+        process.kill()
+        process.wait()
+    (run_dir,) = tmp_path.iterdir()
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last == f"tfdock: interrupted; resume with `tfdock multiworker --resume {run_dir}`"
+    printed = shlex.split(last.split("`")[1])
+    resumed = subprocess.run([sys.executable, "-m", "tfdock", *printed[1:]], capture_output=True,
+                             text=True, timeout=900)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert (run_dir / "metrics.json").is_file()

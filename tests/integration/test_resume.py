@@ -199,3 +199,46 @@ def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(tmp_pat
     assert config["data_source"] == metrics["config"]["data_source"] == str(mnist_dir)
     assert config["data_sha256"] == metrics["config"]["data_sha256"] == mnist.sha256
     assert f"artifacts in {run_dir}" in output
+
+
+def interrupt_in_epoch_2(command: list[str], **popen) -> tuple[int, str]:
+    """Start COMMAND (a make target) in its own session; Ctrl-C it in epoch 2; return (code, stderr)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, **popen)  # fmt: skip
+    try:
+        _wait_for_line(process, r"Epoch 2/2", timeout=600)
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        stderr = process.communicate(timeout=180)[1]
+    finally:
+        process.kill()
+        process.wait()
+    return process.returncode, stderr
+
+
+def resume_line(stderr: str) -> str:
+    """The line tfdock printed when it was interrupted (make adds its own lines after it)."""
+    return next(line for line in stderr.splitlines() if line.startswith("tfdock: interrupted"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_make_train_names_the_make_command_that_finishes_the_run(
+    repo_root, tmp_path, mnist_dir
+):
+    """Ctrl-C in `make train` names `make train RESUME=... TFDOCK_DATA=...`; run as printed, it finishes."""
+    runs = tmp_path / "runs"
+    code, stderr = interrupt_in_epoch_2(
+        ["make", "-C", str(repo_root), "train", "EPOCHS=2", f"RUNS={runs}",
+         f"TFDOCK_DATA={mnist_dir}", "TRAIN_FLAGS=--limit 30000 --steps-per-execution 1"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    (run_dir,) = runs.iterdir()
+    assert code != 0
+    line = resume_line(stderr)
+    assert line == (
+        f"tfdock: interrupted; resume with `make train RESUME={run_dir} TFDOCK_DATA={mnist_dir}`"
+    )
+    resumed = subprocess.run(["bash", "-c", line.split("`")[1]], cwd=repo_root,
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming after epoch 1 of 2" in resumed.stdout
+    assert (run_dir / "metrics.json").is_file()
