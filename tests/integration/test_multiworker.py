@@ -16,6 +16,8 @@ from pathlib import Path
 import keras
 import pytest
 
+from tests.child_output import wait_for_line
+
 
 @pytest.mark.slow
 def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir, tmp_path):
@@ -94,15 +96,10 @@ def _start_long_job(mnist_dir, output_dir, *settings, stderr):
 
 def _worker_pids_until(process, line_start: str) -> dict[int, int]:
     """Read the launcher's output up to a line starting ``line_start``; return each worker's pid."""
-    seen, pids = [], {}
-    for line in process.stdout:
-        seen.append(line)
-        if match := re.match(r"tfdock: worker (\d+) has pid (\d+)", line):
-            pids[int(match.group(1))] = int(match.group(2))
-        if line.startswith(line_start):
-            assert sorted(pids) == [0, 1], "".join(seen)
-            return pids
-    raise AssertionError(f"the job ended before {line_start!r}:\n{''.join(seen)}")
+    seen = wait_for_line(process, rf"^{re.escape(line_start)}", timeout=600)
+    pids = re.findall(r"^tfdock: worker (\d+) has pid (\d+)", seen, re.M)
+    assert sorted(int(index) for index, _ in pids) == [0, 1], seen
+    return {int(index): int(pid) for index, pid in pids}
 
 
 @pytest.mark.slow

@@ -9,23 +9,17 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.child_output import wait_for_line
 
 EPOCHS = 3
 
 
 def _wait_for_line(process, pattern, timeout):
     """Read the process's output until a line matches; return everything read so far."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    for line in process.stdout:
-        seen.append(line)
-        if re.search(pattern, line):
-            return "".join(seen)
-        assert time.monotonic() < deadline, f"no {pattern!r} within {timeout} s:\n{''.join(seen)}"
-    raise AssertionError(f"the run ended before {pattern!r}:\n{''.join(seen)}")
+    return wait_for_line(process, pattern, timeout)
 
 
 @pytest.mark.slow

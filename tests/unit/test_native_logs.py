@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests.child_output import wait_for_line
 from tfdock._native_logs import is_noise
 
 
@@ -89,7 +90,7 @@ def test_ctrl_c_keeps_the_last_words(ctrl_c_reaches_children):
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    assert process.stdout.readline() == b"ready\n"
+    wait_for_line(process, "^ready$", timeout=120)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130

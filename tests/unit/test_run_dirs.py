@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.child_output import wait_for_line
 from tfdock.cli import _train_config, build_parser
 from tfdock.errors import TfdockError
 from tfdock.run_dir import LOCK_FILE, claim_run_dir, new_run_dir
@@ -246,7 +247,7 @@ def test_a_dead_writer_leaves_the_folder_free(tmp_path, mnist_dir):
         text=True,
     )
     try:
-        assert holder.stdout.readline() == "held\n"
+        wait_for_line(holder, "^held$", timeout=120)
         refused = f"another tfdock run \\(pid {holder.pid}\\)"
         with (
             pytest.raises(TfdockError, match=refused),
