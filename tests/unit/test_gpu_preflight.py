@@ -31,6 +31,7 @@ def _levels(findings) -> dict[str, str]:
     ("fixture", "expected"),
     [
         ("h100-80gb-hbm3_590.48.01.csv", [("0", "NVIDIA H100 80GB HBM3", "590.48.01", "9.0")]),
+        ("h200_580.159.04.csv", [("0", "NVIDIA H200", "580.159.04", "9.0")]),
         ("l40s_595.80.csv", [("0", "NVIDIA L40S", "595.80", "8.9")]),
         (
             "rtx-2080-super_595.71.05.csv",
@@ -59,6 +60,17 @@ def test_h100_on_a_new_driver_passes_with_a_jit_warning(repo_root):
     warning = findings[1].detail
     assert "JIT-compiles them from compute_90 PTX" in warning
     assert "over 30 minutes" in warning
+
+
+def test_h200_on_driver_580_passes_with_a_jit_warning(repo_root):
+    """The recorded H200 (whose driver JIT-compiled CUDA 12.5's compute_90 PTX) passes and warns."""
+    findings = preflight(
+        repo_root / "requirements-gpu.txt", _recorded("h200_580.159.04.csv"), LINUX
+    )
+    assert _levels(findings) == {"driver": "ok", "gpu0": "warn"}
+    assert "NVIDIA driver 580.159.04, at least 555.42.06" in findings[0].detail
+    assert findings[1].detail.startswith("NVIDIA H200, compute capability 9.0: ")
+    assert "the first run JIT-compiles them from compute_90 PTX" in findings[1].detail
 
 
 def test_gpus_with_prebuilt_kernels_pass(repo_root):
