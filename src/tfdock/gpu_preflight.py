@@ -27,6 +27,26 @@ Where the numbers come from:
   (https://github.com/tensorflow/tensorflow/releases/tag/v2.3.0) say "TensorFlow can
   take over 30 minutes to start up" on GPUs it ships no kernels for, and recommend
   CUDA_CACHE_MAXSIZE=2147483648 so that only the first start pays. Not measured here.
+- Hopper (9.0) runs the compute_90 PTX: on a real H200 with driver 580.159.04, the
+  lock's CUDA 12.5 NVRTC made compute_90 PTX (".version 8.5", CUDA 12.5's PTX ISA by
+  https://docs.nvidia.com/cuda/parallel-thread-execution/#release-notes-ptx-release-history),
+  which the driver JIT-compiled in about 100 ms and ran correctly
+  (tests/unit/fixtures/nvidia-smi/SOURCES.md; TensorFlow itself was not run there).
+- Above Hopper TensorFlow 2.21 has only that PTX too (its .bazelrc builds
+  "sm_60,sm_70,sm_80,sm_89,compute_90"), and NVIDIA's Blackwell Compatibility Guide
+  (https://docs.nvidia.com/cuda/blackwell-compatibility-guide) says such PTX
+  JIT-compiles for Blackwell. Upstream it does not run on 12.x (consumer Blackwell):
+  TensorFlow's generated kernels fail to load with CUDA_ERROR_INVALID_PTX
+  (tensorflow/tensorflow#99592, #101746; #97387 on a 2.21 nightly), and XLA, which
+  compiles for the GPU's own sm_120 with the PTX ISA of its CUDA 12.5 (8.5), stops at
+  "PTX version 8.5 does not support target 'sm_120'" (#111958, labelled 2.21.0; sm_120
+  needs PTX 8.7, llvm/llvm-project#124155; 12.1's sm_121 needs 8.8, #136639). The
+  threads name no TensorFlow release that fixes it; #99592 runs NVIDIA's NGC container
+  instead. So 12.x is a FAIL.
+- 10.x (datacenter Blackwell), 11.x and anything above 12.x: no report either way was
+  found, so they warn as untested. The risk is real: XLA would likely meet the same
+  wall (PTX 8.6 is the first with sm_100, llvm/llvm-project#123398), and Keras compiles
+  with XLA on a GPU by default (jit_compile="auto", keras/src/trainers/trainer.py).
 """
 
 from __future__ import annotations
@@ -57,6 +77,8 @@ MINOR_VERSION_COMPATIBILITY = {"12": ("525.60.13", "527.41")}
 # TensorFlow 2.21's build: prebuilt kernels (SASS) and the PTX it can JIT-compile.
 SASS_TARGETS = ("6.0", "7.0", "8.0", "8.9")
 PTX_TARGET = "9.0"
+# Compute capability majors on which that PTX fails upstream (the docstring's sources).
+PTX_FAILS_ON = (12,)
 RUNTIME_WHEEL = "nvidia-cuda-runtime-cu12"
 SMI_TIMEOUT_S = 60
 
@@ -211,17 +233,42 @@ def _assess_gpu(gpu: Gpu) -> Finding:
             "use a GPU of compute capability 6.0 or newer (Pascal or later), or the CPU targets",
         )
     if kernels == "ptx":
-        newer = version_tuple(gpu.compute_cap)[0] > version_tuple(PTX_TARGET)[0]
+        return _assess_ptx_gpu(name, about, gpu.compute_cap)
+    return Finding("ok", name, f"{about}: TensorFlow's prebuilt kernels ({kernels})")
+
+
+def _assess_ptx_gpu(name: str, about: str, compute_cap: str) -> Finding:
+    """Judge a GPU with only TensorFlow's PTX: JIT on Hopper, FAIL or untested above it."""
+    ptx = f"compute_{PTX_TARGET.replace('.', '')} PTX"
+    major = version_tuple(compute_cap)[0]
+    if major in PTX_FAILS_ON:
+        return Finding(
+            "FAIL",
+            name,
+            f"{about}: TensorFlow 2.21's pip build does not run on compute capability "
+            f"{major}.x, where its kernels fail to load (CUDA_ERROR_INVALID_PTX) and XLA "
+            f"cannot compile for sm_{compute_cap.replace('.', '')} "
+            "(tensorflow/tensorflow#99592, #111958)",
+            "use the CPU targets (make docker-train, or the CPU dev container), or a "
+            f"TensorFlow build made for compute capability {major}.x (#99592 runs NVIDIA's "
+            "NGC TensorFlow container)",
+        )
+    if major > version_tuple(PTX_TARGET)[0]:
         return Finding(
             "warn",
             name,
-            f"{about}: TensorFlow ships no prebuilt kernels for it"
-            + (", and it is newer than any GPU TensorFlow 2.21 was tested on" if newer else "")
-            + f", so the first run JIT-compiles them from compute_{PTX_TARGET.replace('.', '')}"
-            " PTX; TensorFlow's 2.3.0 notes say that can take over 30 minutes (not measured"
-            " here); later runs reuse the CUDA cache",
+            f"{about}: untested, as TensorFlow 2.21 was built for nothing newer than {ptx}, "
+            "which NVIDIA says JIT-compiles for newer GPUs but which fails on compute "
+            f"capability 12.x (tensorflow/tensorflow#99592), and no report covers {major}.x; "
+            "run make gpu-check before training on it",
         )
-    return Finding("ok", name, f"{about}: TensorFlow's prebuilt kernels ({kernels})")
+    return Finding(
+        "warn",
+        name,
+        f"{about}: TensorFlow ships no prebuilt kernels for it, so the first run "
+        f"JIT-compiles them from {ptx}; TensorFlow's 2.3.0 notes say that can take over 30 "
+        "minutes (not measured here); later runs reuse the CUDA cache",
+    )
 
 
 def query_nvidia_smi(run=None) -> str:

@@ -49,6 +49,18 @@ def test_a_recorded_h100_passes_the_driver_and_warns_of_the_jit(repo_root, tmp_p
     assert "JIT-compiles them from compute_90 PTX" in gpu
 
 
+def test_a_consumer_blackwell_fails_with_the_way_out(repo_root, tmp_path):
+    """The issue's RTX 5090 (12.0) answer: the driver passes, the GPU fails and the fix is printed."""
+    answer = "index, driver_version, name, compute_cap\n0, 580.95.05, NVIDIA GeForce RTX 5090, 12.0"
+    result = _doctor_with(repo_root, tmp_path, f"#!/bin/sh\necho '{answer}'\n")
+    assert result.returncode != 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok    driver    NVIDIA driver 580.95.05") for line in lines)
+    (index,) = [i for i, line in enumerate(lines) if line.startswith("FAIL  gpu0 ")]
+    assert "TensorFlow 2.21's pip build does not run on compute capability 12.x" in lines[index]
+    assert lines[index + 1].strip().startswith("fix: use the CPU targets (make docker-train")
+
+
 def test_an_nvidia_smi_that_fails_is_one_fail_line_with_a_fix(repo_root, tmp_path):
     """An old nvidia-smi refuses compute_cap (recorded message), then fails outright: doctor says so."""
     refusal = repo_root / RECORDED / "compute-cap-not-a-valid-field.txt"

@@ -31,6 +31,7 @@ def _levels(findings) -> dict[str, str]:
     ("fixture", "expected"),
     [
         ("h100-80gb-hbm3_590.48.01.csv", [("0", "NVIDIA H100 80GB HBM3", "590.48.01", "9.0")]),
+        ("h200_580.159.04.csv", [("0", "NVIDIA H200", "580.159.04", "9.0")]),
         ("l40s_595.80.csv", [("0", "NVIDIA L40S", "595.80", "8.9")]),
         (
             "rtx-2080-super_595.71.05.csv",
@@ -59,6 +60,53 @@ def test_h100_on_a_new_driver_passes_with_a_jit_warning(repo_root):
     warning = findings[1].detail
     assert "JIT-compiles them from compute_90 PTX" in warning
     assert "over 30 minutes" in warning
+
+
+def test_h200_on_driver_580_passes_with_a_jit_warning(repo_root):
+    """The recorded H200 (whose driver JIT-compiled CUDA 12.5's compute_90 PTX) passes and warns."""
+    findings = preflight(
+        repo_root / "requirements-gpu.txt", _recorded("h200_580.159.04.csv"), LINUX
+    )
+    assert _levels(findings) == {"driver": "ok", "gpu0": "warn"}
+    assert "NVIDIA driver 580.159.04, at least 555.42.06" in findings[0].detail
+    assert findings[1].detail.startswith("NVIDIA H200, compute capability 9.0: ")
+    assert "the first run JIT-compiles them from compute_90 PTX" in findings[1].detail
+
+
+# The answer quoted in the issue: an RTX 5090 (Blackwell, 12.0) on driver 580.95.05.
+RTX_5090 = "index, driver_version, name, compute_cap\n0, 580.95.05, NVIDIA GeForce RTX 5090, 12.0\n"
+
+
+def test_consumer_blackwell_fails_with_the_way_out(repo_root):
+    """Compute capability 12.0 fails in one sentence naming the upstream failure and the way out."""
+    findings = preflight(repo_root / "requirements-gpu.txt", RTX_5090, LINUX)
+    assert _levels(findings) == {"driver": "ok", "gpu0": "FAIL"}
+    gpu = findings[1]
+    assert gpu.detail.startswith("NVIDIA GeForce RTX 5090, compute capability 12.0: ")
+    assert "does not run on compute capability 12.x" in gpu.detail
+    assert "CUDA_ERROR_INVALID_PTX" in gpu.detail
+    assert "sm_120" in gpu.detail
+    assert gpu.fix.startswith("use the CPU targets (make docker-train, or the CPU dev container)")
+    assert "a TensorFlow build made for compute capability 12.x" in gpu.fix
+
+
+@pytest.mark.parametrize(
+    "compute_cap",
+    [
+        "10.0",  # datacenter Blackwell (B200)
+        "10.3",  # datacenter Blackwell Ultra (B300)
+        "11.0",  # Jetson Thor (sm_110, named sm_101 before CUDA 13)
+        "13.0",  # no GPU yet: anything above 12.x is unknown
+    ],
+)
+def test_gpus_above_hopper_but_not_12x_warn_untested(compute_cap):
+    """Upstream has no report for these: they pass with a warning that says untested and why."""
+    gpu = _recorded_gpu("h200_580.159.04.csv")._replace(compute_cap=compute_cap)
+    finding = assess([gpu], "12.5.82", LINUX)[1]
+    assert finding.level == "warn"
+    assert f"compute capability {compute_cap}: untested, " in finding.detail
+    assert "fails on compute capability 12.x" in finding.detail
+    assert finding.detail.endswith("run make gpu-check before training on it")
 
 
 def test_gpus_with_prebuilt_kernels_pass(repo_root):
