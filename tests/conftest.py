@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -49,3 +50,13 @@ def ctrl_c_reaches_children():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def ipv6_port() -> int:
+    """A TCP port free on the IPv6 loopback (::1), or skip where this host has none."""
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+            return probe.getsockname()[1]
+    except OSError as exc:
+        pytest.skip(f"this host has no IPv6 loopback (::1): {exc.strerror}")
