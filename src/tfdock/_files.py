@@ -25,6 +25,8 @@ from typing import Any
 # each file as it creates it, so the process-wide umask is never changed (other
 # threads may be creating files at the same moment).
 NEW_FILE_MODE = 0o666
+# A write that fails for lack of space: a full disk or a full quota.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # What a file system without fsync for folders answers (some network and FUSE ones).
 _NO_FOLDER_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
 
