@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
-import shutil
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfdock._files import sha256_of
+from tfdock._files import DISK_FULL, atomic_path, sha256_of
 from tfdock.errors import TfdockError
 
 NUM_CLASSES = 10
@@ -229,26 +228,55 @@ def _load_cached_download(cache_dir: Path) -> Mnist:
 
 
 def download(url: str, target: Path, sha256: str) -> None:
-    """Download ``url`` to ``target`` atomically, refusing a file whose sha256 differs."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".download.", dir=target.parent)
-    tmp = Path(tmp_name)
+    """Download ``url`` to ``target`` atomically, refusing a file whose sha256 differs.
+
+    The file gets the mode the umask gives (0644 under umask 022), so a shared cache
+    is readable to the team. A network failure and a failed write are told apart.
+    """
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-        actual = sha256_of(tmp)
-        if actual != sha256:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            _fetch(url, tmp)
+            actual = sha256_of(tmp)
+            if actual != sha256:
+                raise TfdockError(
+                    f"the MNIST download from {url} has sha256 {actual}, expected {sha256}; "
+                    f"try again later or {OFFLINE_HINT}."
+                )
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
             raise TfdockError(
-                f"the MNIST download from {url} has sha256 {actual}, expected {sha256}; "
-                f"try again later or {OFFLINE_HINT}."
-            )
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                f"no space left on the disk holding {target.parent}; free some, or set "
+                f"{CACHE_ENV} to a folder on another disk."
+            ) from None
         raise TfdockError(
-            f"cannot download MNIST from {url} ({_reason(exc)}); check the network or {OFFLINE_HINT}."
+            f"cannot write the MNIST cache {target} ({exc.strerror}); set {CACHE_ENV} to a "
+            f"folder you can write to, or {OFFLINE_HINT}."
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def _fetch(url: str, tmp: Path) -> None:
+    """Copy ``url`` into ``tmp``; a failure on the network side is one sentence saying so."""
+    with open(tmp, "wb") as out:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise _network_failure(url, exc) from None
+        with response:
+            while True:
+                try:
+                    block = response.read(1 << 20)
+                except (OSError, TimeoutError, http.client.HTTPException) as exc:
+                    raise _network_failure(url, exc) from None
+                if not block:
+                    return
+                out.write(block)  # an OSError here is the disk's, not the network's
+
+
+def _network_failure(url: str, exc: BaseException) -> TfdockError:
+    return TfdockError(
+        f"cannot download MNIST from {url} ({_reason(exc)}); check the network or {OFFLINE_HINT}."
+    )
 
 
 def _reason(exc: BaseException) -> str:

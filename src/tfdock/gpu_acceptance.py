@@ -41,22 +41,41 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.output.mkdir(parents=True, exist_ok=True)
-        return run_stages(args.output, args.doctor, args.epochs)
     except OSError as exc:
-        print(
-            f"gpu-check: cannot write the report under {args.output} ({exc.strerror}); "
-            "run it from a folder you can write to.",
-            file=sys.stderr,
-        )
-        return 2
+        return _cannot_write_report(args.output, exc)
+    report = run_stages(args.output, args.doctor, args.epochs)
+    try:
+        write_json(args.output / REPORT_FILE, report)
+    except OSError as exc:
+        return _cannot_write_report(args.output, exc)
+    print(
+        f"gpu-check: {'passed' if report['ok'] else 'failed'}; report in {args.output / REPORT_FILE}"
+    )
+    return 0 if report["ok"] else 1
 
 
-def run_stages(output: Path, doctor: Path | None, epochs: int) -> int:
-    """Run verify, train and determinism in order; stop at the first failure; write the report."""
+def _cannot_write_report(output: Path, exc: OSError) -> int:
+    print(
+        f"gpu-check: cannot write the report under {output} ({exc.strerror}); "
+        "run it from a folder you can write to.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+class StageFailed(Exception):
+    """A stage's command succeeded but left something unusable; the message says what."""
+
+
+def run_stages(output: Path, doctor: Path | None, epochs: int) -> dict[str, Any]:
+    """Run verify, train and determinism in order; stop at the first failure; return the report."""
     report = new_report(doctor)
     for stage in (stage_verify, stage_train, stage_determinism):
         started = time.perf_counter()
-        result = stage(output, epochs)
+        try:
+            result = stage(output, epochs)
+        except StageFailed as failure:
+            result = _stage(stage.__name__.removeprefix("stage_"), False, str(failure))
         result["seconds"] = round(time.perf_counter() - started, 1)
         report["stages"].append(result)
         print(
@@ -65,14 +84,15 @@ def run_stages(output: Path, doctor: Path | None, epochs: int) -> int:
         if not result["ok"]:
             break
     report["ok"] = len(report["stages"]) == 3 and all(s["ok"] for s in report["stages"])
-    write_json(output / REPORT_FILE, report)
-    print(f"gpu-check: {'passed' if report['ok'] else 'failed'}; report in {output / REPORT_FILE}")
-    return 0 if report["ok"] else 1
+    return report
 
 
 def new_report(doctor: Path | None) -> dict[str, Any]:
     """Start the report: the kit's version and the host's doctor output."""
-    text = doctor.read_text() if doctor is not None and doctor.is_file() else None
+    try:
+        text = doctor.read_text() if doctor is not None and doctor.is_file() else None
+    except OSError as exc:
+        text = f"cannot read {doctor} ({exc.strerror})"
     return {"tfdock": __version__, "doctor": text.splitlines() if text else None, "stages": []}
 
 
@@ -97,7 +117,7 @@ def stage_train(output: Path, epochs: int) -> dict[str, Any]:
         return _stage(
             "train", False, f"tfdock train failed (exit {done.returncode}): {_tail(done)}"
         )
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    metrics = _read_metrics(run_dir)
     config = metrics["config"]
     summary = {
         "run_dir": str(run_dir),
@@ -140,15 +160,36 @@ def stage_determinism(output: Path, epochs: int) -> dict[str, Any]:
 
 def compare_runs(first: Path, second: Path) -> str | None:
     """Return the first difference between two runs' metrics or weights, or None."""
-    numbers = [_numbers(json.loads((run / METRICS_FILE).read_text())) for run in (first, second)]
-    for (name, a), (_, b) in zip(numbers[0], numbers[1], strict=True):
+    metrics = [_read_metrics(run) for run in (first, second)]
+    epochs = [len(run["epochs"]) for run in metrics]
+    if epochs[0] != epochs[1]:
+        return f"{first.name} ran {epochs[0]} epoch(s) but {second.name} ran {epochs[1]}"
+    for (name, a), (_, b) in zip(*map(_numbers, metrics), strict=True):
         if a != b:
             return f"{name} differs: {a!r} in {first.name}, {b!r} in {second.name}"
     weights = [_weights(run / MODEL_FILE) for run in (first, second)]
+    if len(weights[0]) != len(weights[1]):
+        return (
+            f"{first.name} has {len(weights[0])} weight arrays but {second.name} has "
+            f"{len(weights[1])}"
+        )
     for index, (a, b) in enumerate(zip(*weights, strict=True)):
         if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
             return f"weight {index} {a.shape} differs between {first.name} and {second.name}"
     return None
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any]:
+    """Read a finished run's metrics.json, or fail the stage saying why it cannot be read."""
+    path = run_dir / METRICS_FILE
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise StageFailed(
+            f"`tfdock train` exited 0 but {path} cannot be read ({exc.strerror})"
+        ) from None
+    except ValueError as exc:
+        raise StageFailed(f"`tfdock train` exited 0 but {path} is not JSON ({exc})") from None
 
 
 def _numbers(metrics: dict[str, Any]) -> list[tuple[str, float]]:
@@ -162,9 +203,14 @@ def _numbers(metrics: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def _weights(model_file: Path) -> list[Any]:
+    if not model_file.is_file():
+        raise StageFailed(f"`tfdock train` exited 0 but wrote no {model_file}")
     import keras
 
-    return keras.saving.load_model(model_file).get_weights()
+    try:
+        return keras.saving.load_model(model_file).get_weights()
+    except (OSError, ValueError) as exc:
+        raise StageFailed(f"{model_file} cannot be loaded ({exc})") from None
 
 
 def _train_on_one_gpu(run_dir: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:

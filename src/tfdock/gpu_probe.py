@@ -195,14 +195,23 @@ def run_probe(command: list[str], timeout: float) -> ProbeOutcome:
         )
     last_error = last_error_line(done.stderr)
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        return ProbeOutcome(None, f"the GPU probe died of {name}: {last_error}")
+        return ProbeOutcome(
+            None, f"the GPU probe died of {signal_name(-done.returncode)}: {last_error}"
+        )
     if done.returncode != 0:
         return ProbeOutcome(None, f"the GPU probe failed (exit {done.returncode}): {last_error}")
     try:
         return ProbeOutcome(json.loads(done.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
         return ProbeOutcome(None, f"the GPU probe printed no report: {last_error}")
+
+
+def signal_name(number: int) -> str:
+    """Name a signal (SIGABRT), or give its number where it has no name (real-time ones)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def last_error_line(stderr: str) -> str:

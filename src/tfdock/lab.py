@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,22 +24,51 @@ PORT_ENV = "TFDOCK_LAB_PORT"
 def check_port_free(ip: str, port: int) -> None:
     """Raise a clear error when ``ip:port`` is taken or cannot be bound.
 
-    The probe binds the way JupyterLab's server will, with SO_REUSEADDR, so a
-    port whose last connections linger in TIME-WAIT after a restart is free.
+    The probe binds the way JupyterLab's server (tornado's bind_sockets) will: every
+    address getaddrinfo gives for ``ip`` (IPv4, IPv6 or both), IPv6 ones IPv6-only,
+    with SO_REUSEADDR, so a port whose last connections linger in TIME-WAIT after a
+    restart is free.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((ip, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise TfdockError(
-                    f"port {port} on {ip} is already in use (another JupyterLab?): stop that "
-                    f"program or choose another port, e.g. `make lab PORT={port + 1}`."
-                ) from None
+    try:
+        addresses = socket.getaddrinfo(
+            ip or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise TfdockError(
+            f"--ip {ip} is not an address this machine can listen on ({exc.strerror}); "
+            "choose another --ip, e.g. 127.0.0.1, 0.0.0.0 or ::."
+        ) from None
+    with contextlib.ExitStack() as probes:
+        for family, kind, protocol, _, address in dict.fromkeys(addresses):
+            try:
+                probe = probes.enter_context(socket.socket(family, kind, protocol))
+            except OSError as exc:
+                if exc.errno == errno.EAFNOSUPPORT:
+                    continue  # as tornado does: a family this kernel lacks is skipped
+                raise
+            _bind_like_jupyterlab(probe, address, ip, port)
+
+
+def _bind_like_jupyterlab(probe: socket.socket, address: tuple, ip: str, port: int) -> None:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if probe.family == socket.AF_INET6:
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
             raise TfdockError(
-                f"cannot listen on {ip}:{port} ({exc.strerror}); choose another --ip or --port."
+                f"port {port} on {ip} is already in use (another JupyterLab?): stop that "
+                f"program or choose another port, e.g. `make lab PORT={port + 1}`."
             ) from None
+        raise TfdockError(
+            f"cannot listen on {_host(ip)}:{port} ({exc.strerror}); choose another --ip or --port."
+        ) from None
+
+
+def _host(ip: str) -> str:
+    """Write ``ip`` as the host part of a URL: an IPv6 address in brackets."""
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def lab_command(ip: str, port: int, root_dir: Path) -> list[str]:
@@ -76,7 +106,8 @@ def start_lab(ip: str, port: int, url_port: int | None, root_dir: Path) -> int:
     token = os.environ.get(TOKEN_ENV) or secrets.token_hex(24)
     if len(token) < 16:
         raise TfdockError(f"{TOKEN_ENV} is shorter than 16 characters; use a longer, random token.")
-    shown_host = "127.0.0.1" if ip in ("0.0.0.0", "::", "") else ip
+    # A lab on every address is reached on loopback; on "::" (IPv6 only, as tornado binds) on ::1.
+    shown_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(ip, _host(ip))
     url = f"http://{shown_host}:{url_port or port}/lab?token={token}"
     print(f"tfdock: JupyterLab is starting; open {url}", flush=True)
     env = {**os.environ, TOKEN_ENV: token, PORT_ENV: str(port)}

@@ -8,6 +8,7 @@ markers (``; platform_machine == "x86_64"``) are understood.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -27,6 +28,7 @@ PROJECT_NAME = "tfdock"
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _VIA_INPUT = re.compile(r"#\s+(?:via\s+)?-r\s+(\S+)")
+_INCLUDES = ("-r", "--requirement", "-c", "--constraint")
 _EGG = re.compile(r"#egg=([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -195,6 +197,22 @@ def _with_included_files(path: Path, seen: tuple[Path, ...] = ()) -> list[Path]:
             included = path.parent / tokens[1]
             files += _with_included_files(included, (*seen, path.resolve()))
     return files
+
+
+def files_pip_compile_reads(requirements_in: Path) -> list[Path]:
+    """Return ``requirements_in`` and each existing file it names with -r or -c, recursively."""
+    found: list[Path] = []
+    pending = [Path(requirements_in)]
+    while pending:
+        path = pending.pop(0)
+        if path in found or not path.is_file():
+            continue
+        found.append(path)
+        for _, line in _logical_lines(read_text(path, "requirements file")):
+            tokens = _COMMENT.sub("", line).split()
+            if len(tokens) == 2 and tokens[0] in _INCLUDES:
+                pending.append(Path(os.path.normpath(path.parent / tokens[1])))
+    return found
 
 
 def lock_drift(requirements_in: Path, lock: Lock) -> list[str]:

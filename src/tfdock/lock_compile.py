@@ -14,17 +14,21 @@ offers only the files it holds, so pip-tools would hash only those).
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tfdock._files import atomic_path
+from tfdock._files import replace_together
 from tfdock.errors import TfdockError
-from tfdock.lock import normalize, read_lock
+from tfdock.lock import files_pip_compile_reads, normalize, read_lock
 from tfdock.redact import redact
 
 # The CPU lock first: the GPU one is compiled with it as constraint ("-c requirements.txt").
@@ -49,6 +53,8 @@ PASSED_SETTINGS = {
     "timeout": ("timeout", "default-timeout"),
     "retries": ("retries",),
 }
+# The hidden folder beside the locks where `tfdock lock` compiles them (see _staging_folder).
+STAGING_PREFIX = ".tfdock-lock-"
 DEFAULT_INDEX = "https://pypi.org/simple"  # pip's, when no index-url is given
 # The sections `pip install` (and so pip-compile) reads, weakest first, as pip orders them.
 _SECTIONS = ("global", "install", ":env:")
@@ -145,19 +151,57 @@ class LockChange:
 
 
 def compile_locks(upgrade: bool = False, packages: tuple[str, ...] = ()) -> list[LockChange]:
-    """Recompile both locks in order; on any failure put both back as they were."""
+    """Recompile both locks in a staging folder, then replace the pair in one step.
+
+    A failure, Ctrl-C or SIGTERM while pip-compile runs leaves both locks as they
+    were; one during the replacement waits until both are replaced.
+    """
     _check_inputs(packages)
     extra = ["--upgrade"] if upgrade else [f"--upgrade-package={p}" for p in packages]
     environment = pip_compile_environment()
-    before = {lock: lock.read_bytes() if lock.is_file() else None for _, lock in LOCK_PAIRS}
-    pins_before = {lock: read_lock(lock).pins if lock.is_file() else {} for lock in before}
-    try:
+    pins_before = {lock: read_lock(lock).pins if lock.is_file() else {} for _, lock in LOCK_PAIRS}
+    with _staging_folder() as staging:
         for requirements_in, lock in LOCK_PAIRS:
-            _run_pip_compile(pip_compile_command(requirements_in, lock, *extra), environment, lock)
-    except BaseException:
-        _restore(before)
-        raise
+            command = pip_compile_command(requirements_in, lock, *extra)
+            _run_pip_compile(command, environment, lock, cwd=staging)
+        replace_together({staging / lock: lock for _, lock in LOCK_PAIRS})
     return [_change(lock, old) for lock, old in pins_before.items()]
+
+
+@contextlib.contextmanager
+def _staging_folder() -> Iterator[Path]:
+    """Yield a hidden folder beside the locks holding copies of what pip-compile reads.
+
+    pip-compile runs there with the same relative names, so the locks it writes
+    are the ones it would write in place (the GPU .in's "-c requirements.txt"
+    finds the new CPU lock), and the folder is on the locks' disk, so they move
+    into place by rename.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir="."))
+    try:
+        for source in _files_to_stage():
+            copy = staging / source
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _files_to_stage() -> list[Path]:
+    """The locks and every file the .in files name, refusing one outside this folder."""
+    files = [lock for _, lock in LOCK_PAIRS if lock.is_file()]
+    for requirements_in, _ in LOCK_PAIRS:
+        for path in files_pip_compile_reads(requirements_in):
+            if path.is_absolute() or path in files:
+                continue
+            if path.parts[0] == "..":
+                raise TfdockError(
+                    f"{requirements_in} names {path}, outside this folder; `make lock` compiles "
+                    "in a copy of this folder, so keep the files it names inside it."
+                )
+            files.append(path)
+    return files
 
 
 def _check_inputs(packages: tuple[str, ...]) -> None:
@@ -187,10 +231,14 @@ def _check_inputs(packages: tuple[str, ...]) -> None:
             )
 
 
-def _run_pip_compile(command: list[str], environment: dict[str, str], lock: Path) -> None:
+def _run_pip_compile(
+    command: list[str], environment: dict[str, str], lock: Path, cwd: Path
+) -> None:
     """Run pip-compile; on failure, show pip's ERROR lines (not its traceback) and one sentence."""
     try:
-        result = subprocess.run(command, env=environment, stderr=subprocess.PIPE, text=True)
+        result = subprocess.run(
+            command, env=environment, stderr=subprocess.PIPE, text=True, cwd=cwd
+        )
     except OSError as exc:
         raise TfdockError(f"cannot run {command[0]} ({exc.strerror}); run `make setup`.") from None
     errors = [redact(line.strip()) for line in result.stderr.splitlines() if "ERROR:" in line]
@@ -218,16 +266,6 @@ def index_name(environment: dict[str, str]) -> str:
     """Name the index pip-compile used, without any credentials in its URL."""
     url = urlsplit(environment.get("PIP_INDEX_URL") or DEFAULT_INDEX)
     return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"
-
-
-def _restore(before: dict[Path, bytes | None]) -> None:
-    """Put each lock back as it was (a lock that did not exist is removed again)."""
-    for lock, content in before.items():
-        if content is None:
-            lock.unlink(missing_ok=True)
-        elif not lock.is_file() or lock.read_bytes() != content:
-            with atomic_path(lock) as tmp:
-                tmp.write_bytes(content)
 
 
 def _change(lock: Path, old: dict[str, str]) -> LockChange:

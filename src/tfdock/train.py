@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sys
 import time
@@ -13,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tfdock._files import atomic_path, write_json
+from tfdock._files import DISK_FULL, atomic_path, write_json
 from tfdock.data import TRAIN_SIZE, Mnist, load_mnist
 from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, Cluster, read_cluster
 from tfdock.errors import TfdockError
@@ -68,8 +67,6 @@ NUMERIC_RANGES = {
     "inter_op_threads": (0, MAX_THREADS),
     "limit": (1, TRAIN_SIZE),
 }
-# A write into the run folder that fails for lack of space: a full disk or quota.
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def flag_name(setting: str) -> str:

@@ -20,24 +20,6 @@ from tfdock.errors import TfdockError
 MIB = 1 << 20
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 16 MiB tmpfs, unmounted afterwards; skipped where mounting is not allowed."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True)
-
-
 def _leave_free(disk, free_bytes):
     """Fill ``disk`` with a ballast file so that ``free_bytes`` (page-rounded) stay free."""
     ballast = disk / "ballast"

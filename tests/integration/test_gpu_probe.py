@@ -7,6 +7,7 @@ TensorFlow CHECK failure that aborts the child process.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from tfdock import gpu_probe
@@ -46,6 +47,17 @@ def test_a_native_abort_in_the_probe_is_one_sentence_with_its_cause():
     assert outcome.report is None
     assert outcome.problem == (
         "the GPU probe died of SIGABRT: threadpool.cc:127] Check failed: num_threads >= 1 (-3 vs. 1)"
+    )
+
+
+def test_a_probe_killed_by_a_signal_without_a_name_is_reported_by_number():
+    """A child killed by a real-time signal (SIGRTMIN+1, which has no name) is one sentence giving its number."""
+    number = int(signal.SIGRTMIN) + 1
+    kill = f"import os; os.kill(os.getpid(), {number})"
+    outcome = gpu_probe.run_probe([sys.executable, "-c", kill], PROBE_TIMEOUT_S)
+    assert outcome.report is None
+    assert outcome.problem == (
+        f"the GPU probe died of signal {number}: it wrote nothing to standard error"
     )
 
 

@@ -1,9 +1,16 @@
-"""`make lab` from the venv: URL with a token, the token required, one sentence for a busy port."""
+"""`make lab` from the venv: URL with a token, the token required, one sentence for a busy port.
+
+Also `tfdock lab --ip ::`, listening on IPv6 only, as JupyterLab binds "::".
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import sys
+import time
 
 from tests.integration.containers import ARTIFACTS
 from tests.integration.lab_helpers import (
@@ -53,3 +60,32 @@ def test_make_lab_on_busy_port_says_one_sentence(repo_root):
         f"that program or choose another port, e.g. `make lab PORT={port + 1}`."
     ]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_lab_on_ipv6_answers_at_the_url_it_prints(tmp_path, ipv6_port):
+    """`tfdock lab --ip ::` starts, prints http://[::1]:PORT/lab?token=..., and answers there."""
+    token = os.urandom(24).hex()
+    log = tmp_path / "lab.log"
+    with log.open("w") as output:
+        lab = subprocess.Popen(
+            [sys.executable, "-m", "tfdock", "lab", "--ip", "::", "--port", str(ipv6_port)],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "JUPYTER_TOKEN": token},
+            start_new_session=True,
+        )
+    base = f"http://[::1]:{ipv6_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while http_status(f"{base}/api", timeout=2) != 200:
+            assert lab.poll() is None, f"the lab exited with {lab.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no answer within 120 s:\n{log.read_text()}"
+            time.sleep(0.25)
+        assert URL_LINE.search(log.read_text()).group(1) == f"{base}/lab?token={token}"
+        assert http_status(f"{base}/api/contents?token={token}") == 200
+    finally:
+        if lab.poll() is None:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait(timeout=30)

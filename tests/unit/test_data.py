@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -247,3 +250,55 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, good
         assert list(cache.iterdir()) == []
     finally:
         server.close()
+
+
+@pytest.fixture
+def served_mnist(tmp_path, good_npz):
+    """An mnist.npz served over HTTP on loopback: (URL, its sha256)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(good_npz, served / "mnist.npz")
+    server = _Server(served)
+    yield server.url, hashlib.sha256((served / "mnist.npz").read_bytes()).hexdigest()
+    server.close()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664)])
+def test_the_cached_download_gets_the_mode_the_umask_gives(tmp_path, served_mnist, umask, mode):
+    """The cached mnist.npz is created like any file the user writes, so a shared cache is readable to the team."""
+    url, digest = served_mnist
+    cached = tmp_path / "cache" / "mnist.npz"
+    code = (
+        "import os, sys; from pathlib import Path; from tfdock.data import download; "
+        f"os.umask({umask}); download(sys.argv[1], Path(sys.argv[2]), sys.argv[3])"
+    )
+    subprocess.run([sys.executable, "-c", code, url, str(cached), digest], check=True, timeout=120)
+    assert cached.stat().st_mode & 0o777 == mode
+
+
+def test_a_full_disk_while_caching_says_so_not_the_network(small_disk, served_mnist, monkeypatch):
+    """A cache on a full disk (a 16 MiB tmpfs; MNIST is larger) is a full-disk sentence, and no partial file stays."""
+    url, digest = served_mnist
+    monkeypatch.setattr(data, "KERAS_MNIST_URL", url)
+    monkeypatch.setattr(data, "KERAS_MNIST_SHA256", digest)
+    monkeypatch.delenv("TFDOCK_DATA", raising=False)
+    with pytest.raises(TfdockError) as failure:
+        load_mnist(cache_dir=small_disk)
+    assert str(failure.value) == (
+        f"no space left on the disk holding {small_disk}; free some, or set TFDOCK_CACHE to a "
+        "folder on another disk."
+    )
+    assert os.listdir(small_disk) == []
+
+
+def test_a_cache_that_cannot_be_written_names_it(tmp_path, monkeypatch):
+    """A cache folder that cannot be made is one sentence naming the file and TFDOCK_CACHE, not a traceback."""
+    monkeypatch.delenv("TFDOCK_DATA", raising=False)
+    (tmp_path / "a-file").write_text("")
+    cache = tmp_path / "a-file" / "cache"
+    with pytest.raises(TfdockError) as failure:
+        load_mnist(cache_dir=cache)
+    assert str(failure.value) == (
+        f"cannot write the MNIST cache {cache / 'mnist.npz'} (Not a directory); set TFDOCK_CACHE "
+        f"to a folder you can write to, or {data.OFFLINE_HINT}."
+    )

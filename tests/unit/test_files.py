@@ -46,3 +46,28 @@ def test_a_failed_write_leaves_no_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("disk gone")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_reaches_the_disk_before_its_rename_and_the_rename_after(tmp_path, monkeypatch):
+    """The new file is fsynced before it replaces its target, and its folder right after, so a power cut leaves the old file or the whole new one."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def recording_replace(source, target):
+        events.append(("rename", os.path.realpath(source), os.path.realpath(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    folder = tmp_path.resolve()
+    with atomic_path(folder / "epoch-1.weights.npz") as tmp:
+        tmp.write_bytes(b"weights")
+    assert events == [
+        ("fsync", str(tmp)),
+        ("rename", str(tmp), str(folder / "epoch-1.weights.npz")),
+        ("fsync", str(folder)),
+    ]

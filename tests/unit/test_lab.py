@@ -41,6 +41,16 @@ def test_a_listening_port_is_busy():
             check_port_free("127.0.0.1", port)
 
 
+def test_an_ipv6_address_is_probed_as_ipv6(ipv6_port):
+    """--ip :: is probed on IPv6: a free port passes, one an IPv6 server holds is refused by name."""
+    check_port_free("::", ipv6_port)
+    with (
+        socket.create_server(("::", ipv6_port), family=socket.AF_INET6),
+        pytest.raises(TfdockError, match=rf"^port {ipv6_port} on :: is already in use"),
+    ):
+        check_port_free("::", ipv6_port)
+
+
 def test_lab_health_with_a_bad_port_is_one_sentence():
     """TFDOCK_LAB_PORT=abc is named in one sentence, with no traceback."""
     result = subprocess.run(

@@ -1,9 +1,13 @@
-"""`make lock` hands pip-compile the user's index, certificates and proxy, and nothing else."""
+"""`make lock` hands pip-compile the user's index, certificates and proxy, and nothing else.
+
+It also replaces the two locks as one step: a SIGTERM never leaves a mismatched pair.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -114,3 +118,70 @@ def test_lock_in_a_folder_you_cannot_write_is_one_sentence(repo_root):
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
+
+
+OLD_LOCK = "six==1.16.0 \\\n    --hash=sha256:" + "1" * 64 + "\n"
+NEW_LOCK = "six==1.17.0 \\\n    --hash=sha256:" + "2" * 64 + "\n"
+# `tfdock lock` in a child process, with pip-compile (which needs the index) stood in for:
+# the CPU lock is compiled as NEW_LOCK, the GPU lock as a copy of the requirements.txt it
+# finds through "-c requirements.txt". A real SIGTERM reaches the child at the moment named.
+LOCK_WITH_A_SIGTERM = f"""
+import os, signal, subprocess, sys
+from pathlib import Path
+from tfdock import lock_compile
+
+when = sys.argv[1]
+real_run, real_replace = subprocess.run, os.replace
+
+def pip_compile(command, **options):
+    if "--output-file" not in command:
+        return real_run(command, **options)  # pip config list
+    folder = Path(options.get("cwd") or ".")
+    output = folder / command[command.index("--output-file") + 1]
+    if output.name == "requirements.txt":
+        output.write_text({NEW_LOCK!r})
+    else:
+        if when == "compile":
+            os.kill(os.getpid(), signal.SIGTERM)
+        output.write_text((folder / "requirements.txt").read_text())
+    return subprocess.CompletedProcess(command, 0, "", "")
+
+def replace(source, target):
+    real_replace(source, target)
+    if when == "replace" and Path(target) == Path("requirements.txt"):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+subprocess.run, os.replace = pip_compile, replace
+lock_compile.compile_locks()
+print("compiled")
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "returncode", "locks"),
+    [
+        ("never", 0, NEW_LOCK),
+        ("compile", -signal.SIGTERM, OLD_LOCK),
+        ("replace", -signal.SIGTERM, NEW_LOCK),
+    ],
+    ids=["no-signal", "sigterm-while-compiling", "sigterm-between-the-renames"],
+)
+def test_the_two_locks_are_replaced_as_one_step(tmp_path, when, returncode, locks):
+    """A SIGTERM while the GPU lock compiles leaves both old locks; one between the two renames waits until both are new."""
+    (tmp_path / "requirements.in").write_text("six\n")
+    (tmp_path / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\n")
+    for lock in ("requirements.txt", "requirements-gpu.txt"):
+        (tmp_path / lock).write_text(OLD_LOCK)
+    result = subprocess.run(
+        [sys.executable, "-c", LOCK_WITH_A_SIGTERM, when],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == returncode, result.stderr
+    assert (tmp_path / "requirements.txt").read_text() == locks
+    assert (tmp_path / "requirements-gpu.txt").read_text() == locks
+    assert ("compiled" in result.stdout) == (when == "never"), "the signal acts once both are in"
+    if when == "never":
+        assert not list(tmp_path.glob(".tfdock-lock-*")), "the staging folder is removed"
