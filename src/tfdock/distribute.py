@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfdock._internals import MissingInternal, clear_captured_strategy
 from tfdock.errors import TfdockError
 from tfdock.peers import (
     DEFAULT_STARTUP_TIMEOUT_SECONDS,
@@ -207,8 +208,21 @@ def skip_symbolic_build_reduce(model: Any) -> None:
     not needed: forgetting the strategy captured at construction makes Keras
     skip it, and Keras then takes the strategy from the enclosing
     ``strategy.scope()``, which is where ``fit`` must run.
+
+    A Keras without the captured strategy where tfdock looks for it is refused
+    in one sentence, not trained: a multi-worker job has no other loop to go to,
+    and fit would then fail at its first step with a TensorFlow traceback (or,
+    had Keras fixed the bug, work), which tfdock cannot tell apart beforehand.
     """
-    model._distribute_strategy = None
+    try:
+        clear_captured_strategy(model)
+    except MissingInternal as missing:
+        raise TfdockError(
+            f"{missing}, which tfdock clears so that Keras fit can start under "
+            "MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388); install the Keras "
+            f"version that requirements.txt pins, or train in one process (`tfdock train` "
+            f"without {TF_CONFIG_ENV})."
+        ) from None
 
 
 def is_lost_worker_error(tf: Any, exc: BaseException) -> bool:

@@ -24,12 +24,16 @@ The order of each epoch and each step's dropout mask are functions of
 uninterrupted run would have.
 
 ``unsupported_reason`` says when this loop cannot stand in for ``fit`` (a
-distributed strategy, another optimizer or loss); train.py then calls ``fit``.
+distributed strategy, another optimizer or loss), and ``missing_internal`` when
+this Keras lacks one of the private attributes the loop reaches (_internals.py);
+train.py then calls ``fit``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from tfdock._internals import MissingInternal, adam_moments, dropout_seed_states
 
 LOOPS = ("auto", "fit")
 """``--loop``: auto = this loop where it is exact, else Keras fit; fit = always Keras fit."""
@@ -79,6 +83,20 @@ def unsupported_reason(model: Any, strategy: Any) -> str | None:
     return None
 
 
+def missing_internal(model: Any) -> MissingInternal | None:
+    """Return which private Keras attribute the loop needs that this Keras lacks, or None.
+
+    Builds ``model``'s optimizer (as fit would) to find its moment variables.
+    """
+    model.optimizer.build(model.trainable_variables)
+    try:
+        adam_moments(model.optimizer, model.trainable_variables)
+        dropout_seed_states(model)
+    except MissingInternal as missing:
+        return missing
+    return None
+
+
 def fit_in_graph(
     model: Any,
     x: Any,
@@ -96,7 +114,8 @@ def fit_in_graph(
 
     ``x`` is float32, ``y`` int32; the last batch of an epoch may be short.
     Logs are ``loss`` (the mean over samples of each batch's mean loss, weighted
-    by batch size) and ``accuracy``, as Keras computes them.
+    by batch size) and ``accuracy``, as Keras computes them. Ask
+    ``missing_internal`` first: without them this raises MissingInternal.
     """
     import keras
     import tensorflow as tf
@@ -106,19 +125,15 @@ def fit_in_graph(
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
     weights = [_tf_variable(v) for v in model.trainable_variables]
-    # Keras 3's Adam keeps its moments in these lists, in trainable-variable order.
-    moments = [_tf_variable(v) for v in optimizer._momentums]
-    velocities = [_tf_variable(v) for v in optimizer._velocities]
+    first_moments, second_moments = adam_moments(optimizer, model.trainable_variables)
+    moments = [_tf_variable(v) for v in first_moments]
+    velocities = [_tf_variable(v) for v in second_moments]
     iterations = _tf_variable(optimizer.iterations)
     beta_1, beta_2, epsilon = (
         tf.constant(value, tf.float32)
         for value in (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon)
     )
-    dropout_states = [
-        _tf_variable(layer.seed_generator.state)
-        for layer in model.layers
-        if getattr(layer, "seed_generator", None) is not None
-    ]
+    dropout_states = [_tf_variable(state) for state in dropout_seed_states(model)]
     # tf.constant holds the arrays in host memory; identity moves them once to the
     # device the steps run on (a GPU when there is one; on a CPU it copies nothing).
     images, labels = tf.identity(tf.constant(x)), tf.identity(tf.constant(y))
@@ -192,7 +207,7 @@ def fit_in_graph(
         # Keras's dropout draws its masks from each layer's seed state; starting
         # every epoch from a state fixed by (seed, epoch) makes resumes replay exactly.
         for index, state in enumerate(dropout_states):
-            state.assign(epoch_seed(seed, epoch, DROPOUT_STREAM, index))
+            state.assign(tf.constant(epoch_seed(seed, epoch, DROPOUT_STREAM, index), state.dtype))
         loss_total = correct_total = 0.0
         for first in range(0, steps, steps_per_execution):
             last = min(first + steps_per_execution, steps)

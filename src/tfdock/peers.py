@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from tfdock._internals import MissingInternal, configure_coordination_service
 from tfdock.errors import TfdockError
 
 if TYPE_CHECKING:
@@ -150,22 +151,27 @@ def _configure_coordination(cluster: Cluster) -> None:
     The strategy configures the service itself only when nothing has; the
     register barrier makes every task's connect wait for all of them and fail,
     naming the missing ones, after ``cluster_register_timeout_in_ms``.
-    """
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.eager import context
 
-    jobs = [
-        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(addresses))
-        for job, addresses in cluster.addresses.items()
-    ]
+    A TensorFlow whose coordination service cannot be configured so trains on,
+    after one line: the limit only bounds the wait for a task whose port
+    answers (wait_for_peers saw it) but that never joins. The strategy then
+    configures the service itself, the training is the same, and Ctrl-C and
+    SIGTERM still end the wait (_signals_end_the_process).
+    """
     leader = "chief" if "chief" in cluster.addresses else "worker"
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=f"/job:{leader}/replica:0/task:0",
-        cluster_register_timeout_in_ms=int(cluster.startup_timeout * 1000),
-        coordinated_jobs=jobs,
-    )
-    context.context().coordination_service.cluster_register_with_barrier = True
+    try:
+        configure_coordination_service(
+            leader=f"/job:{leader}/replica:0/task:0",
+            tasks={job: len(addresses) for job, addresses in cluster.addresses.items()},
+            register_timeout_ms=int(cluster.startup_timeout * 1000),
+        )
+    except MissingInternal as missing:
+        print(
+            f"tfdock: {missing}, so {cluster.name} cannot limit its wait for a task that "
+            f"answers but never joins to {cluster.startup_timeout:g} s ({STARTUP_TIMEOUT_ENV}): "
+            "TensorFlow's own limit applies, and Ctrl-C stops the wait.",
+            flush=True,
+        )
 
 
 @contextlib.contextmanager

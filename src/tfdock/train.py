@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdock._files import DISK_FULL, atomic_path, write_json
+from tfdock._internals import MissingInternal
 from tfdock.data import TRAIN_SIZE, Mnist, load_mnist
 from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, Cluster, read_cluster
 from tfdock.errors import TfdockError
@@ -28,6 +29,7 @@ from tfdock.run_dir import (
     claim_run_dir,
     how_to_go_on,
     new_run_dir,
+    read_run_config,
 )
 
 DEFAULT_EPOCHS = 5
@@ -204,7 +206,7 @@ def train(config: TrainConfig, run_dir: Path | None = None) -> TrainResult:
     with claim_run_dir(run_dir, record, writer=writer), _failed_writes_explained(run_dir, cluster):
         progress = read_progress(run_dir, config.epochs)
         job = _start_tensorflow(config, cluster)
-        model, fit_reason = _build_model(job, progress)
+        model, fit_reason = _build_model(job, progress, run_dir)
         x_train, y_train = _training_arrays(dataset, config.limit)
         _begin(job, record, run_dir, progress, fit_reason, dataset.source, len(x_train))
         model, training = _fit(job, model, fit_reason, x_train, y_train, progress, run_dir)
@@ -254,15 +256,16 @@ def _start_tensorflow(config: TrainConfig, cluster: Cluster | None) -> _Job:
     return _Job(config, cluster, strategy, strategy_name)
 
 
-def _build_model(job: _Job, progress: Progress) -> tuple[Any, str | None]:
+def _build_model(job: _Job, progress: Progress, run_dir: Path) -> tuple[Any, str | None]:
     """Build and compile the model, restore an earlier attempt's backup; say why fit runs it.
 
     The graph loop is fit's math without fit's per-step overhead (graph_loop.py);
-    what it cannot do exactly as fit would (tf.distribute) goes to fit, and the
-    returned reason says why (None: the graph loop trains).
+    what it cannot do exactly as fit would (tf.distribute), or cannot do at all
+    with this Keras, goes to fit, and the returned reason says why (None: the
+    graph loop trains).
     """
     from tfdock.distribute import multi_worker_model_class, skip_symbolic_build_reduce
-    from tfdock.graph_loop import unsupported_reason
+    from tfdock.graph_loop import missing_internal, unsupported_reason
     from tfdock.model import build_model, compile_model
 
     with job.strategy.scope():
@@ -275,7 +278,40 @@ def _build_model(job: _Job, progress: Progress) -> tuple[Any, str | None]:
         skip_symbolic_build_reduce(model)
     if job.config.loop == "fit":
         return model, "--loop fit"
-    return model, unsupported_reason(model, job.strategy)
+    reason = unsupported_reason(model, job.strategy)
+    if reason is None:
+        with job.strategy.scope():
+            missing = missing_internal(model)
+        if missing is not None:
+            reason = _graph_loop_lost(missing, progress, run_dir)
+    return model, reason
+
+
+def _graph_loop_lost(missing: MissingInternal, progress: Progress, run_dir: Path) -> str:
+    """Say that this Keras lacks what the graph loop needs; return fit's reason, or refuse.
+
+    A new run, or one that trained with Keras fit so far, trains with fit: the
+    same math, the line says why. A run whose first epochs ran in the graph loop
+    is refused: fit's other shuffle and dropout order would quietly end it
+    with other numbers than the same run without the interruption, and its
+    promise is the same numbers, bit for bit (docs/resume.md). A config.json
+    that does not say which loop ran counts as the graph loop's.
+    """
+    if progress.completed and read_run_config(run_dir).get("training_loop") != "keras-fit":
+        epochs = f"{progress.completed} epoch{'s' if progress.completed > 1 else ''}"
+        raise TfdockError(
+            f"{run_dir} ran its first {epochs} in tfdock's graph loop, and {missing}, which "
+            "that loop needs, so the run cannot resume bit for bit here; "
+            f"resume it with the {missing.library} version that requirements.txt pins, or "
+            f"finish it with Keras fit (close, not bit for bit): "
+            f"`tfdock train --resume {run_dir} --loop fit`."
+        )
+    print(
+        f"tfdock: {missing}, so the graph loop is off: training with Keras fit, as --loop fit "
+        "does (a resumed run then comes close to the uninterrupted one, not bit for bit).",
+        flush=True,
+    )
+    return f"no usable {missing.name}"
 
 
 def _training_arrays(dataset: Mnist, limit: int | None) -> tuple[Any, Any]:
