@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from tfdock.errors import TfdockError
 from tfdock.lock import (
@@ -25,11 +26,27 @@ def lock(repo_root) -> Lock:
     return read_lock(repo_root / "requirements.txt")
 
 
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def test_lock_is_exact_and_fully_hashed(lock):
-    """Every pin of requirements.txt is an exact version and carries hashes."""
+    """Every pin of requirements.txt is an exact version and carries sha256 hashes."""
     assert lock.loose == []
-    assert all(str(Version(version)) for version in lock.pins.values())
-    assert all(lock.hashes[name] for name in lock.pins), "every pin is hash-checked"
+    assert [f"{name} @ {pin}" for name, pin in lock.pins.items() if not _is_version(pin)] == []
+    unhashed = [name for name in lock.pins if not lock.hashes[name]]
+    assert unhashed == [], "every pin is hash-checked"
+    malformed = [
+        digest
+        for name in lock.pins
+        for digest in lock.hashes[name]
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    ]
+    assert malformed == []
 
 
 def test_lock_pins_every_named_package(lock):

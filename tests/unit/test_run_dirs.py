@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,7 +259,9 @@ def test_a_dead_writer_leaves_the_folder_free(tmp_path, mnist_dir):
         holder.kill()
         holder.wait()
     with claim_run_dir(run_dir, record, writer=True):
-        assert (run_dir / LOCK_FILE).is_file()
+        assert (run_dir / LOCK_FILE).read_text() == f"{os.getpid()}\n", (
+            "the lock names its new holder"
+        )
 
 
 def test_a_finished_run_keeps_no_lock_file(tmp_path, mnist_dir):
@@ -270,9 +273,17 @@ def test_a_finished_run_keeps_no_lock_file(tmp_path, mnist_dir):
 
 
 def test_a_run_dir_holding_only_a_stale_lock_file_is_empty(tmp_path, mnist_dir):
-    """A lock file left by a run killed before it wrote config.json does not make the folder taken."""
+    """A lock file left by a run killed before it wrote config.json does not make the folder taken.
+
+    The new run holds the folder, and a run started after it is told this run's pid, not the dead one's.
+    """
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / LOCK_FILE).write_text("12345\n")
-    with claim_run_dir(run_dir, _record(mnist_dir), writer=True):
-        pass
+    record = _record(mnist_dir)
+    with claim_run_dir(run_dir, record, writer=True):
+        assert (run_dir / LOCK_FILE).read_text() == f"{os.getpid()}\n", "the dead run's pid is gone"
+        held = rf"^another tfdock run \(pid {os.getpid()}\) is writing {re.escape(str(run_dir))}; "
+        with pytest.raises(TfdockError, match=held), claim_run_dir(run_dir, record, writer=True):
+            pass
+    assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]
