@@ -20,6 +20,9 @@ import pytest
 
 from tfdock.launch import free_loopback_ports
 
+# Real training (tiny, but TensorFlow's start-up in each child): the slow tier, not tests/unit.
+pytestmark = pytest.mark.slow
+
 HIDER = Path(__file__).with_name("hide_internals.py")
 GRAPH_LOOP_INTERNALS = ["Adam._momentums", "Adam._velocities", "Dropout.seed_generator"]
 TINY = ["--limit", "64", "--steps-per-execution", "1"]
