@@ -35,7 +35,7 @@ def test_make_lab_prints_url_with_token_and_requires_it(repo_root):
         assert http_status(f"{lab.base}/api/contents?token=wrong{lab.token}") == 403
         assert command_lines_holding(lab.token) == [], "the token is in a process's arguments"
         lab.interrupt()
-        lab.process.wait(timeout=10)
+        lab.process.wait(timeout=120)  # a bound, not a speed claim: a loaded 2-core box
         assert http_status(f"{lab.base}/api") == 0, "the lab still answers after Ctrl-C"
     finally:
         lab.kill()
