@@ -30,6 +30,8 @@ INDEX_PROBE_SECONDS = 120  # pip's own timeout and retries run inside this bound
 # pip's verbose words for an index that answered but refused (tfdock.lock_check.index_refusal).
 _REFUSED = re.compile(r"\b(401|403)\b (?:Client )?Error")
 _UNTRUSTED = re.compile(r"CERTIFICATE_VERIFY_FAILED|problem confirming the ssl certificate", re.I)
+# urllib3's debug line for a request the index answered: '"GET /simple/six/ HTTP/1.1" 404'.
+_HTTP_ANSWER = re.compile(r'"GET \S+ HTTP/[\d.]+" \d{3}')
 _NO_CLIENT_CERT = re.compile(r"TLS certificate file|client certificate|PEM lib", re.I)
 COMPILE_TIMEOUT_SECONDS = 900
 # pip's report of downloads whose hashes are not the lock's: "    six==1.16.0 from URL (...):"
@@ -85,10 +87,13 @@ def index_answers(environment: Mapping[str, str], project: str = "pip") -> bool:
         return False
     if result.returncode == 0:
         return True
-    refusal = index_refusal(result.stdout + result.stderr, index_name(environment))
+    output = result.stdout + result.stderr
+    refusal = index_refusal(output, index_name(environment))
     if refusal:
         raise TfdockError(refusal)
-    return False
+    # Any HTTP answer counts (a 404 for a package it does not have, say): pip-compile
+    # then says what is wrong. Without one, the index was not reached.
+    return _HTTP_ANSWER.search(output) is not None
 
 
 def index_refusal(pip_output: str, index: str) -> str | None:

@@ -143,8 +143,10 @@ def test_a_signal_ends_a_training_worker(
     assert process.returncode == 2
     how = "was killed by SIGTERM" if signal_number == signal.SIGTERM else "exited with code 130"
     assert f"tfdock: worker 1 {how}; waiting for the others to stop" in out
-    assert (
-        err.strip().splitlines()[-1].startswith(f"tfdock: error: worker 1 {how}; the job failed.")
+    (run_dir,) = tmp_path.iterdir()
+    assert err.strip().splitlines()[-1] == (
+        f"tfdock: error: worker 1 {how}; the job failed: resume with "
+        f"`tfdock multiworker --resume {run_dir}`."
     )
 
 
