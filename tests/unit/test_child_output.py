@@ -35,3 +35,36 @@ def test_the_line_is_found_and_what_came_before_is_returned():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_suite_guards_every_test_with_a_timeout_from_the_lock(request):
+    """pytest-timeout, installed from the lock, bounds every test as configured in pyproject."""
+    assert request.config.pluginmanager.hasplugin("timeout"), "pytest-timeout is not installed"
+    assert float(request.config.getini("timeout")) == 1800
+
+
+def test_a_hanging_test_fails_at_the_guard_and_the_run_goes_on(tmp_path):
+    """A test that hangs fails with pytest-timeout's report, and the next test still runs."""
+    (tmp_path / "test_hang.py").write_text(
+        "import time\n\ndef test_hangs():\n    time.sleep(600)\n\ndef test_after():\n    pass\n"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "timeout=2",
+            "-q",
+            str(tmp_path / "test_hang.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 1, run.stdout
+    assert "Timeout (>2.0s) from pytest-timeout" in run.stdout, run.stdout
+    assert "1 failed, 1 passed" in run.stdout, run.stdout
