@@ -6,7 +6,7 @@
 # at every build; the engines' built-in Dockerfile frontends read RUN --mount already.
 ARG BASE_NAME=docker.io/library/debian:bookworm-slim
 ARG BASE_DIGEST=sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
-FROM ${BASE_NAME}@${BASE_DIGEST}
+FROM ${BASE_NAME}@${BASE_DIGEST} AS system
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -67,20 +67,48 @@ ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["tfdock", "lab", "--ip", "0.0.0.0", "--port", "8888"]
 WORKDIR /workspace
 
-# Dependencies first, from the hashed lock: a change to src/ does not reinstall TensorFlow.
-# A proxy's CA bundle, when given as the build secret ca_bundle, is used by this step only.
+# The lock in layers by how often they change (docs/images.md): TensorFlow and all it needs
+# (the CUDA wheels too, in the GPU lock), then the notebooks, then the rest. A one-package
+# change to requirements.in rebuilds, and a pull moves, only the layers whose part changed.
+# The parts are computed from the lock's own `# via` lines in a stage of their own; each
+# COPY --from below is cached by its content, so an unchanged part keeps its layer. Together
+# the parts are exactly the lock, pins and hashes verbatim (src/tfdock/lock_layers.py).
+FROM system AS lock-layers
+COPY requirements.txt /tmp/lock/requirements.txt
+COPY src/tfdock/lock_layers.py /tmp/lock/
+RUN python3 /tmp/lock/lock_layers.py /tmp/lock/requirements.txt /tmp/lock/layers tensorflow jupyterlab
+
+FROM system
+# Each install is hash-checked (--require-hashes, --no-deps: the lock is already resolved).
+# A proxy's CA bundle, when given as the build secret ca_bundle, is used by these steps only.
 # /opt/venv belongs to the group `users`, group-writable and setgid (umask 0002), as in
 # jupyter/docker-stacks: the image's user, and any uid run with `--group-add users`, can
 # pip install into it to experiment, and `tfdock verify` names what was added.
-COPY requirements.txt /opt/tfdock/requirements.txt
+COPY --from=lock-layers /tmp/lock/layers/tensorflow.txt /opt/tfdock/layers/
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && umask 0002 \
  && install -d -m 2775 -g users /opt/venv \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
-      -r /opt/tfdock/requirements.txt
+      -r /opt/tfdock/layers/tensorflow.txt
 
+COPY --from=lock-layers /tmp/lock/layers/jupyterlab.txt /opt/tfdock/layers/
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && umask 0002 \
+ && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
+      -r /opt/tfdock/layers/jupyterlab.txt
+
+COPY --from=lock-layers /tmp/lock/layers/rest.txt /opt/tfdock/layers/
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && umask 0002 \
+ && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
+      -r /opt/tfdock/layers/rest.txt
+
+# The lock itself, which `tfdock verify` and the stale-lock notices compare with.
+COPY requirements.txt /opt/tfdock/requirements.txt
 COPY . /opt/tfdock/package/
 RUN umask 0002 \
  && /opt/venv/bin/python -m pip install --quiet --no-deps --no-build-isolation /opt/tfdock/package \

@@ -85,9 +85,22 @@ def record_artifact(file_name: str, name: str, value) -> None:
 
 
 def install_step_cached(build_log: str) -> bool:
-    """Say whether an image build reused the layer that installs the lock."""
-    step = re.search(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
-    return bool(step and "Using cache" in step.group(0))
+    """Say whether an image build reused every layer that installs part of the lock."""
+    return bool(_install_steps(build_log)) and not lock_layers_rebuilt(build_log)
+
+
+def lock_layers_rebuilt(build_log: str) -> list[str]:
+    """Name the lock's layers (tensorflow, jupyterlab, rest) that an image build installed anew."""
+    return [
+        re.search(r"-r /opt/tfdock/layers/(\w+)\.txt", step).group(1)
+        for step in _install_steps(build_log)
+        if "Using cache" not in step
+    ]
+
+
+def _install_steps(build_log: str) -> list[str]:
+    """Return the log of each build step that installs part of the lock (they take the CA secret)."""
+    return re.findall(r"STEP \d+/\d+: RUN --mount=type=secret.*?(?=STEP \d+/\d+:)", build_log, re.S)
 
 
 def base_build_args(engine: str) -> dict[str, str]:

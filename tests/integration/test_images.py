@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -22,12 +23,13 @@ from tests.integration.containers import (
     base_build_args,
     image_labels,
     install_step_cached,
+    lock_layers_rebuilt,
     make,
     pinned_base,
     record_artifact,
     run,
 )
-from tfdock import gpu_probe
+from tfdock import gpu_probe, lock_layers
 from tfdock.lock import installed_distributions, read_lock
 
 pytestmark = pytest.mark.container
@@ -198,9 +200,8 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
     assert "BEGIN CERTIFICATE" not in history
 
 
-def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tmp_path):
-    """After a change to src/ only, the rebuild reuses the installed lock and only reinstalls the kit."""
-    context = tmp_path / "context"
+def _copy_of_checkout(repo_root: Path, context: Path) -> Path:
+    """Copy the files git tracks (and untracked ones it does not ignore) to a build context."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=repo_root,
@@ -215,6 +216,12 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
             target.chmod(source.stat().st_mode)
+    return context
+
+
+def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tmp_path):
+    """After a change to src/ only, the rebuild reuses the installed lock and only reinstalls the kit."""
+    context = _copy_of_checkout(repo_root, tmp_path / "context")
     init = context / "src" / "tfdock" / "__init__.py"
     init.write_text(init.read_text() + f"\n# rebuild probe {uuid.uuid4().hex}\n")
     started = time.perf_counter()
@@ -236,6 +243,46 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
     if "cpu" in COLD_BUILD:
         _record("src_change_saved_seconds", round(COLD_BUILD["cpu"] - elapsed, 1))
     run(engine, "rmi", f"{IMAGE}-srcprobe:cpu", check=False)
+
+
+def test_a_one_package_lock_change_moves_only_its_layer(engine, repo_root, cpu_image, tmp_path):
+    """With one package less in the lock, only the rest layer is reinstalled and a pull moves megabytes."""
+    context = _copy_of_checkout(repo_root, tmp_path / "context")
+    lock = context / "requirements.txt"
+    pins = lock_layers.read_pins(lock.read_text())
+    dropped = "pytest-timeout"
+    lock.write_text("".join("\n".join(p.lines) + "\n" for p in pins if p.name != dropped))
+    probe = f"{IMAGE}-lockprobe"
+    result = make(context, "image", engine=engine, IMAGE=probe)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    try:
+        assert lock_layers_rebuilt(result.stdout + result.stderr) == ["rest"]
+        assert dropped not in _distributions(engine, f"{probe}:cpu")
+        cost = subprocess.run(
+            [
+                sys.executable,
+                str(repo_root / "scripts" / "pull_cost.py"),
+                "--engine",
+                engine,
+                cpu_image,
+                f"{probe}:cpu",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        assert cost.returncode == 0, cost.stderr
+        moved = re.search(
+            r"(\d+) of (\d+) layers to pull, ([\d.]+) MB \(([\d.]+) MB gzip\)", cost.stdout
+        )
+        assert moved, cost.stdout
+        _record("lock_change_layers_pulled", f"{moved[1]} of {moved[2]}")
+        _record("lock_change_pull_mb", float(moved[3]))
+        _record("lock_change_pull_gzip_mb", float(moved[4]))
+        assert float(moved[4]) < 100, f"a one-package change moves {moved[4]} MB gzip"
+    finally:
+        run(engine, "rmi", f"{probe}:cpu", check=False)
 
 
 def test_gpu_image_verifies_on_cpu_and_adds_only_cuda(engine, repo_root, cpu_image, gpu_image):

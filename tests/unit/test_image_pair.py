@@ -9,15 +9,15 @@ from packaging.requirements import Requirement
 
 from tfdock.lock import normalize, read_lock
 
-# The only lines allowed to differ: header comments, the lock copied in (and the workspace
-# file it comes from), the NVIDIA runtime variables (and the line continuation they need),
+# The only lines allowed to differ: header comments, the lock copied in (once to be split
+# into layers, once kept whole, and the workspace file it comes from), the NVIDIA runtime variables (and the line continuation they need),
 # and the labels naming the variant.
 ALLOWED_DIFFERENCES = (
     "# tfdock CPU image:",
     "# tfdock GPU image:",
     "# Build: make image",
-    "COPY requirements.txt /opt/tfdock/requirements.txt",
-    "COPY requirements-gpu.txt /opt/tfdock/requirements.txt",
+    "COPY requirements.txt /",
+    "COPY requirements-gpu.txt /",
     "TFDOCK_IN_IMAGE=1",
     "TFDOCK_WORKSPACE_LOCK=/workspace/requirements",
     "NVIDIA_VISIBLE_DEVICES=all",
