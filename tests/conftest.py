@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,6 @@ def mnist_dir() -> Path:
             "holding the four official .gz files"
         )
     return path
-
-
-@pytest.fixture
-def tfdock_cmd() -> list[str]:
-    """The command that runs this environment's tfdock CLI."""
-    return [sys.executable, "-m", "tfdock"]
 
 
 @pytest.fixture

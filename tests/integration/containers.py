@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import commands
 from tfdock.lock import read_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,20 +42,13 @@ def engine_or_skip() -> str:
 
 
 def make(repo_root: Path, *args: str, engine: str, timeout: int = 1800, **env: str):
-    """Run a make target with ENGINE set, returning the completed process."""
-    environment = {**os.environ, "ENGINE": engine, **env}
-    return subprocess.run(
-        ["make", "-C", str(repo_root), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-    )
+    """Run a make target with ENGINE (and ENV) set, returning the completed process."""
+    return commands.make(repo_root, *args, timeout=timeout, env={"ENGINE": engine, **env})
 
 
 def run(engine: str, *args: str, timeout: int = 300, check: bool = True):
     """Run the engine's CLI and return the completed process."""
-    result = subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout)
+    result = commands.run([engine, *args], timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{engine} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import commands
 from tests.integration.containers import (
     ALL_CHECKS_PASSED,
     ARTIFACTS,
@@ -75,25 +76,14 @@ class DevContainer:
 
     def up(self, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         self.up_arguments, self.up_env = extra, env
-        result = subprocess.run(
-            [self.cli, "up", *self._common(), *extra],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            env={**os.environ, **env},
-        )
+        result = commands.run([self.cli, "up", *self._common(), *extra], env=env, timeout=3600)
         self.up_log = result.stdout + result.stderr
         self.up_result = _result(result.stdout)
         return result
 
     def exec(self, *command: str, remote_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         extra = [arg for name in remote_env for arg in ("--remote-env", name)]
-        return subprocess.run(
-            [self.cli, "exec", *self._common(), *extra, *command],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
+        return commands.run([self.cli, "exec", *self._common(), *extra, *command], timeout=1800)
 
     def restart(self) -> subprocess.CompletedProcess:
         """Stop the container and bring it up again, as reopening the folder in VS Code does."""
@@ -182,10 +172,9 @@ def test_cli_reads_both_configs(repo_root, tmp_path):
     for name, path in (("cpu", ".devcontainer/devcontainer.json"),
                        ("gpu", ".devcontainer/gpu/devcontainer.json")):  # fmt: skip
         fit_to_this_machine(engine, workspace / path)
-        result = subprocess.run(
+        result = commands.run(
             [cli, "read-configuration", "--workspace-folder", str(workspace), "--docker-path", engine,
              "--config", str(workspace / path), "--include-merged-configuration"],
-            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         merged[name] = _result(result.stdout)["mergedConfiguration"]

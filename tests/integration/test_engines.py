@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import start
 from tests.integration.containers import (
     ALL_CHECKS_PASSED,
     IMAGE,
@@ -209,9 +210,9 @@ def test_docker_lab_answers_with_its_token_only(door):
     name = f"{IMAGE.rsplit('/', 1)[-1]}-lab-{port}"
     started = time.perf_counter()
     with log.open("w") as handle:
-        lab = subprocess.Popen(command, cwd=door.workspace, env=environment, stdout=handle,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
+        lab = start(command, cwd=door.workspace, env=environment, stdout=handle,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300

@@ -8,16 +8,15 @@ internal from tfdock's code while Keras and TensorFlow still find it
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commands import run, start
 from tfdock.launch import free_loopback_ports
 
 # Real training (tiny, but TensorFlow's start-up in each child): the slow tier, not tests/unit.
@@ -29,18 +28,12 @@ TINY = ["--limit", "64", "--steps-per-execution", "1"]
 TIMEOUT = 300
 
 
-def _tfdock(args, hide=(), die_after_epoch=None, env=None):
+def _tfdock_hiding(args, hide=(), die_after_epoch=None):
     """Run ``tfdock ARGS`` with the internals ``hide`` hidden; return the finished process."""
     options = [word for name in hide for word in ("--hide", name)]
     if die_after_epoch is not None:
         options += ["--die-after-epoch", str(die_after_epoch)]
-    return subprocess.run(
-        [sys.executable, str(HIDER), *options, "--", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env,
-    )
+    return run([sys.executable, HIDER, *options, "--", *args], timeout=TIMEOUT)
 
 
 def _start_worker(args, hide, ports, index):
@@ -49,12 +42,9 @@ def _start_worker(args, hide, ports, index):
         "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
         "task": {"type": "worker", "index": index},
     }
-    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TFDOCK_STARTUP_TIMEOUT": "120"}
-    command = [sys.executable, str(HIDER), "--hide", hide, "--", "train", *args]
-    command += ["--strategy", "multi-worker"]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    env = {"TF_CONFIG": json.dumps(tf_config), "TFDOCK_STARTUP_TIMEOUT": "120"}
+    command = [sys.executable, HIDER, "--hide", hide, "--", "train", *args]
+    return start([*command, "--strategy", "multi-worker"], env=env)
 
 
 def _run_job(args, hide, workers=2):
@@ -80,7 +70,7 @@ def stopped_graph_run(tmp_path_factory, mnist_dir):
     """A 2-epoch run that trained epoch 1 in the graph loop and then died."""
     run_dir = tmp_path_factory.mktemp("stopped") / "run"
     args = ["train", "--data", str(mnist_dir), "--epochs", "2", *TINY, "--run-dir", str(run_dir)]
-    result = _tfdock(args, die_after_epoch=1)
+    result = _tfdock_hiding(args, die_after_epoch=1)
     assert result.returncode == 137, result.stdout + result.stderr
     assert json.loads((run_dir / "config.json").read_text())["training_loop"] == "graph"
     assert json.loads((run_dir / "backup" / "state.json").read_text())["completed_epochs"] == 1
@@ -94,7 +84,7 @@ def test_a_new_run_without_what_the_graph_loop_needs_trains_with_keras_fit(
     """A new run whose Keras lacks a graph-loop internal trains with fit, saying why on one line."""
     run_dir = tmp_path / "run"
     args = ["train", "--data", str(mnist_dir), "--epochs", "1", *TINY, "--run-dir", str(run_dir)]
-    result = _tfdock(args, hide=[hidden])
+    result = _tfdock_hiding(args, hide=[hidden])
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -118,7 +108,7 @@ def test_resuming_a_graph_loop_run_without_what_it_needs_is_one_sentence(
     shutil.copytree(stopped_graph_run, run_dir)
     state = (run_dir / "backup" / "state.json").read_bytes()
 
-    refused = _tfdock(["train", "--resume", str(run_dir)], hide=[hidden])
+    refused = _tfdock_hiding(["train", "--resume", str(run_dir)], hide=[hidden])
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
@@ -134,7 +124,7 @@ def test_resuming_a_graph_loop_run_without_what_it_needs_is_one_sentence(
     assert (run_dir / "backup" / "state.json").read_bytes() == state, "nothing trained"
 
     command = shlex.split(re.search(r"`tfdock (.+)`", sentence).group(1))
-    finished = _tfdock(command, hide=[hidden])
+    finished = _tfdock_hiding(command, hide=[hidden])
     assert finished.returncode == 0, finished.stdout + finished.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]

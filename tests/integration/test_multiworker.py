@@ -17,6 +17,7 @@ import keras
 import pytest
 
 from tests.child_output import wait_for_line
+from tests.commands import TFDOCK, make, run, start, tfdock
 
 
 @pytest.mark.slow
@@ -25,22 +26,9 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     runs = tmp_path / "runs"
-    env = {**os.environ, "TFDOCK_DATA": str(mnist_dir), "TMPDIR": str(scratch)}
-    result = subprocess.run(
-        [
-            "make",
-            "-C",
-            str(repo_root),
-            "train-multiworker",
-            "WORKERS=2",
-            "EPOCHS=1",
-            f"RUNS={runs}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    env = {"TFDOCK_DATA": str(mnist_dir), "TMPDIR": str(scratch)}
+    result = make(repo_root, "train-multiworker", "WORKERS=2", "EPOCHS=1", f"RUNS={runs}",
+                  env=env, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "[worker 1] tfdock: worker 1 finished; the chief writes the artifacts." in out
@@ -69,29 +57,17 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
     assert not list(scratch.iterdir()), "workers leave no scratch files behind"
 
 
-MULTIWORKER = [sys.executable, "-m", "tfdock", "multiworker"]
+MULTIWORKER = [*TFDOCK, "multiworker"]
 
 
 def _start_long_job(mnist_dir, output_dir, *settings, stderr):
     """Start a two-worker job of 50 epochs, long enough to be interrupted."""
-    return subprocess.Popen(
-        [
-            *MULTIWORKER,
-            "--workers",
-            "2",
-            "--epochs",
-            "50",
-            *settings,
-            "--data",
-            str(mnist_dir),
-            "--output-dir",
-            str(output_dir),
-        ],
-        stdout=subprocess.PIPE,
+    return start(
+        [*MULTIWORKER, "--workers", "2", "--epochs", "50", *settings,
+         "--data", str(mnist_dir), "--output-dir", str(output_dir)],
         stderr=stderr,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+        env={"PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
 
 
 def _worker_pids_until(process, line_start: str) -> dict[int, int]:
@@ -187,18 +163,8 @@ def test_killing_the_launcher_kills_its_workers(mnist_dir, tmp_path):
 
 def test_launcher_refuses_bad_data_before_making_a_run_folder(tmp_path):
     """A wrong --data stops `tfdock multiworker` in one sentence, with no workers and no folder."""
-    result = subprocess.run(
-        [
-            *MULTIWORKER,
-            "--data",
-            str(tmp_path / "nowhere"),
-            "--output-dir",
-            str(tmp_path / "runs"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = tfdock("multiworker", "--data", str(tmp_path / "nowhere"),
+                    "--output-dir", str(tmp_path / "runs"))  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.startswith("tfdock: error: MNIST data not found at ")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -240,13 +206,8 @@ def test_a_port_taken_before_its_worker_listens_restarts_the_job(
 
 def test_a_worker_whose_launcher_is_gone_stops_at_once():
     """A worker that finds another parent than its launcher exits before doing anything."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock._worker", "--version"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TFDOCK_LAUNCHER_PID": "1"},
-        timeout=60,
-    )
+    result = run([sys.executable, "-m", "tfdock._worker", "--version"],
+                 env={"TFDOCK_LAUNCHER_PID": "1"})  # fmt: skip
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
@@ -280,11 +241,10 @@ def test_tasks_started_by_hand_without_run_dir_make_one_folder(mnist_dir, tmp_pa
 def _start_task(cluster: dict, index: int, mnist_dir: Path, runs: Path) -> subprocess.Popen:
     """Start task INDEX of CLUSTER by hand, as docs/distribution.md says, without --run-dir."""
     task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tfdock", "train", "--strategy", "multi-worker", "--epochs", "1",
-         "--limit", "2000", "--data", str(mnist_dir), "--output-dir", str(runs)],
-        env={**os.environ, "TF_CONFIG": json.dumps(task)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return start(
+        [*TFDOCK, "train", "--strategy", "multi-worker", "--epochs", "1", "--limit", "2000",
+         "--data", str(mnist_dir), "--output-dir", str(runs)],
+        env={"TF_CONFIG": json.dumps(task)}, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 
@@ -330,7 +290,6 @@ def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(
     last = err.strip().splitlines()[-1]
     assert last == f"tfdock: interrupted; resume with `tfdock multiworker --resume {run_dir}`"
     printed = shlex.split(last.split("`")[1])
-    resumed = subprocess.run([sys.executable, "-m", "tfdock", *printed[1:]], capture_output=True,
-                             text=True, timeout=900)  # fmt: skip
+    resumed = tfdock(*printed[1:], timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file()

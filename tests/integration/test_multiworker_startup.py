@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
+
+from tests.commands import TFDOCK, start
 
 # Generous bounds for a loaded 2-core machine: TensorFlow's import alone can take 20 s there.
 START_BOUND_SECONDS = 180
@@ -33,17 +32,11 @@ def _task(mnist_dir, tmp_path, ports, index, timeout=None):
         "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
         "task": {"type": "worker", "index": index},
     }
-    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONUNBUFFERED": "1"}
-    env.pop("TFDOCK_STARTUP_TIMEOUT", None)
-    if timeout is not None:
-        env["TFDOCK_STARTUP_TIMEOUT"] = str(timeout)
-    command = [sys.executable, "-m", "tfdock", "train", "--epochs", "1", "--limit", "256"]
-    return subprocess.Popen(
-        [*command, "--data", str(mnist_dir), "--output-dir", str(tmp_path / "runs")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    env = {"TF_CONFIG": json.dumps(tf_config), "PYTHONUNBUFFERED": "1",
+           "TFDOCK_STARTUP_TIMEOUT": None if timeout is None else str(timeout)}  # fmt: skip
+    command = [*TFDOCK, "train", "--epochs", "1", "--limit", "256"]
+    return start(
+        [*command, "--data", str(mnist_dir), "--output-dir", str(tmp_path / "runs")], env=env
     )
 
 
