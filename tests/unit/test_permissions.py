@@ -78,30 +78,31 @@ def test_unreadable_npz_says_permission_denied_not_corrupt(tmp_path, locked):
     _says_permission_denied(line)
 
 
-def test_read_only_output_dir_is_one_sentence(tmp_path, mnist_dir, locked):
-    """--output-dir on an existing folder this user may not write: one sentence, nothing made."""
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    locked(runs, 0o555)
-    line = _refused("train", "--data", str(mnist_dir), "--output-dir", str(runs))
-    assert line == (
-        f"tfdock: error: cannot create a run folder in {runs} (permission denied); "
-        "pass --output-dir a folder this user can write."
-    )
-    assert list(runs.iterdir()) == []
-
-
-def test_read_only_empty_run_dir_is_one_sentence(tmp_path, mnist_dir, locked):
-    """--run-dir on an empty folder this user may not write: one sentence, the folder untouched."""
-    run_dir = tmp_path / "mine"
-    run_dir.mkdir()
-    locked(run_dir, 0o555)
-    line = _refused("train", "--data", str(mnist_dir), "--run-dir", str(run_dir))
-    assert line == (
-        f"tfdock: error: cannot write in {run_dir} (permission denied); "
-        "choose a folder this user can write."
-    )
-    assert list(run_dir.iterdir()) == []
+@pytest.mark.parametrize(
+    ("flag", "sentence"),
+    [
+        (
+            "--output-dir",
+            "cannot create a run folder in {folder} (permission denied); "
+            "pass --output-dir a folder this user can write.",
+        ),
+        (
+            "--run-dir",
+            "cannot write in {folder} (permission denied); choose a folder this user can write.",
+        ),
+    ],
+    ids=["output-dir", "run-dir"],
+)
+def test_read_only_folder_is_one_sentence_and_stays_empty(
+    tmp_path, mnist_dir, locked, flag, sentence
+):
+    """--output-dir or --run-dir on an empty folder this user may not write: one sentence, nothing made."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    locked(folder, 0o555)
+    line = _refused("train", "--data", str(mnist_dir), flag, str(folder))
+    assert line == "tfdock: error: " + sentence.format(folder=folder)
+    assert list(folder.iterdir()) == []
 
 
 def test_unreadable_run_folder_on_resume_says_permission_denied(tmp_path, locked):
