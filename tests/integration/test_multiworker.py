@@ -60,13 +60,13 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
 MULTIWORKER = [*TFDOCK, "multiworker"]
 
 
-def _start_long_job(mnist_dir, output_dir, *settings, stderr):
-    """Start a two-worker job of 50 epochs, long enough to be interrupted."""
+def _start_job(mnist_dir, output_dir, *settings, epochs=50, **options):
+    """Start a two-worker job, of 50 epochs unless told (long enough to be interrupted)."""
     return start(
-        [*MULTIWORKER, "--workers", "2", "--epochs", "50", *settings,
+        [*MULTIWORKER, "--workers", "2", "--epochs", str(epochs), *settings,
          "--data", str(mnist_dir), "--output-dir", str(output_dir)],
-        stderr=stderr,
         env={"PYTHONUNBUFFERED": "1"},
+        **options,
     )  # fmt: skip
 
 
@@ -78,18 +78,26 @@ def _worker_pids_until(process, line_start: str) -> dict[int, int]:
     return {int(index): int(pid) for index, pid in pids}
 
 
-@pytest.mark.slow
-def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
-    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
-    process = _start_long_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+def _signal_worker_1(process, line_start: str, signal_number: int) -> tuple[str, str]:
+    """Send SIGNAL_NUMBER to worker 1 once the launcher prints LINE_START; return the job's output.
+
+    The job is always ended: when it has not stopped within the bound, it is killed.
+    """
     try:
-        pid = _worker_pids_until(process, "[worker 1] Epoch 2/50")[1]
-        os.kill(pid, signal.SIGKILL)
+        pid = _worker_pids_until(process, line_start)[1]
+        os.kill(pid, signal_number)
         # A generous bound: the launcher's own grace for the others is 30 s.
-        out, err = process.communicate(timeout=180)
+        return process.communicate(timeout=180)
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
+    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
+    process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+    out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal.SIGKILL)
     assert process.returncode == 2
     assert "Traceback" not in err
     assert "[worker 0] tfdock: error: worker 0 lost contact with another task" in out
@@ -108,14 +116,8 @@ def test_a_signal_ends_a_training_worker(
     mnist_dir, tmp_path, signal_number, ctrl_c_reaches_children
 ):
     """SIGTERM or SIGINT to one worker mid-training ends it (TensorFlow's SIGTERM handler is gone)."""
-    process = _start_long_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
-    try:
-        pid = _worker_pids_until(process, "[worker 1] Epoch 2/50")[1]
-        os.kill(pid, signal_number)
-        out, err = process.communicate(timeout=180)
-    finally:
-        process.kill()
-        process.wait()
+    process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+    out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal_number)
     assert process.returncode == 2
     how = "was killed by SIGTERM" if signal_number == signal.SIGTERM else "exited with code 130"
     assert f"tfdock: worker 1 {how}; waiting for the others to stop" in out
@@ -142,7 +144,7 @@ def test_killing_the_launcher_kills_its_workers(mnist_dir, tmp_path):
     # Small batches make an epoch long: a worker prints only at the end of one,
     # so a worker that outlives its launcher is not stopped by a write to the
     # closed pipe within the few seconds allowed below.
-    process = _start_long_job(mnist_dir, tmp_path, "--batch-size", "8", stderr=subprocess.STDOUT)
+    process = _start_job(mnist_dir, tmp_path, "--batch-size", "8", stderr=subprocess.STDOUT)
     pids: list[int] = []
     try:
         pids = list(_worker_pids_until(process, "[worker 1] Epoch 1/50").values())
@@ -253,14 +255,8 @@ def test_a_job_that_fails_before_its_first_epoch_says_start_again_and_leaves_no_
     mnist_dir, tmp_path
 ):
     """A worker killed before the chief records the run: 'start the run again', no empty folder left."""
-    process = _start_long_job(mnist_dir, tmp_path, "--limit", "2000", stderr=subprocess.PIPE)
-    try:
-        pid = _worker_pids_until(process, "tfdock: worker 1 has pid")[1]
-        os.kill(pid, signal.SIGKILL)
-        out, err = process.communicate(timeout=180)
-    finally:
-        process.kill()
-        process.wait()
+    process = _start_job(mnist_dir, tmp_path, "--limit", "2000", stderr=subprocess.PIPE)
+    out, err = _signal_worker_1(process, "tfdock: worker 1 has pid", signal.SIGKILL)
     assert process.returncode == 2, out + err
     assert err.strip().splitlines()[-1] == (
         "tfdock: error: worker 1 was killed by SIGKILL; the job failed: start the run again."
@@ -273,11 +269,7 @@ def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(
     mnist_dir, tmp_path, ctrl_c_reaches_children
 ):
     """Ctrl-C in epoch 2 of `tfdock multiworker` names its --resume command; run as printed, it finishes."""
-    command = [*MULTIWORKER, "--workers", "2", "--epochs", "2", "--limit", "8000",
-               "--data", str(mnist_dir), "--output-dir", str(tmp_path)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                               start_new_session=True)  # fmt: skip
+    process = _start_job(mnist_dir, tmp_path, "--limit", "8000", epochs=2, start_new_session=True)
     try:
         _worker_pids_until(process, "[worker 0] Epoch 2/2")
         os.killpg(process.pid, signal.SIGINT)
