@@ -97,25 +97,14 @@ def _snapshot(folder):
 
 
 @pytest.mark.slow
-def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(tmp_path, mnist_dir):
+def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(
+    tmp_path, mnist_dir, mnist, mnist_npz
+):
     """Two runs into one --run-dir at once: the second is refused; the first finishes intact.
 
     The first run is stopped (SIGSTOP) once it has started, so that it holds its
     folder for as long as the second one takes, however slow the machine.
     """
-    import numpy as np
-
-    from tfdock.data import load_mnist
-
-    mnist = load_mnist(mnist_dir)
-    other_data = tmp_path / "mnist.npz"
-    np.savez(
-        other_data,
-        x_train=mnist.x_train,
-        y_train=mnist.y_train,
-        x_test=mnist.x_test,
-        y_test=mnist.y_test,
-    )
     run_dir = tmp_path / "run"
     command = ["train", "--epochs", str(EPOCHS), "--limit", "2000", "--run-dir", str(run_dir)]
     first = start([*TFDOCK, *command, "--data", str(mnist_dir)], stderr=subprocess.STDOUT,
@@ -126,7 +115,7 @@ def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(tmp_pat
         try:
             before = _snapshot(run_dir)
             for others, refusal in (
-                (["--data", str(other_data), "--loop", "fit"], "was trained on other data"),
+                (["--data", str(mnist_npz), "--loop", "fit"], "was trained on other data"),
                 (["--data", str(mnist_dir), "--loop", "fit"], f"(pid {first.pid}) is writing"),
             ):
                 second = tfdock(*command, *others)

@@ -156,21 +156,8 @@ def test_resume_refuses_a_hand_edited_setting(tmp_path):
     assert f"{run_dir / 'config.json'} was edited: --epochs must be a whole number" in line
 
 
-def test_resume_with_other_data_is_refused(tmp_path, mnist_dir):
+def test_resume_with_other_data_is_refused(tmp_path, mnist_dir, mnist, mnist_npz):
     """The data's sha256 is part of a run: resuming on other data (here an npz) is refused."""
-    import numpy as np
-
-    from tfdock.data import load_mnist
-
-    mnist = load_mnist(mnist_dir)
-    other = tmp_path / "mnist.npz"
-    np.savez(
-        other,
-        x_train=mnist.x_train,
-        y_train=mnist.y_train,
-        x_test=mnist.x_test,
-        y_test=mnist.y_test,
-    )
     run_dir = _saved_run(
         tmp_path / "run",
         epochs=1,
@@ -179,9 +166,9 @@ def test_resume_with_other_data_is_refused(tmp_path, mnist_dir):
         data_sha256=mnist.sha256,
     )
     before = (run_dir / "config.json").read_bytes()
-    line = one_error_line(tfdock("train", "--resume", str(run_dir), "--data", str(other)))
+    line = one_error_line(tfdock("train", "--resume", str(run_dir), "--data", str(mnist_npz)))
     assert f"{run_dir} was trained on other data ({mnist_dir}, sha256 {mnist.sha256[:12]}" in line
-    assert str(other) in line
+    assert str(mnist_npz) in line
     assert [p.name for p in run_dir.iterdir()] == ["config.json"]
     assert (run_dir / "config.json").read_bytes() == before
 
