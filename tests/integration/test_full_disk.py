@@ -14,6 +14,7 @@ import os
 import pytest
 
 from tests.commands import tfdock
+from tests.run_folders import FINISHED_RUN
 from tfdock.errors import TfdockError
 
 MIB = 1 << 20
@@ -83,14 +84,7 @@ def test_full_disk_at_every_write_ends_in_one_sentence_and_resumes(small_disk, m
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1]
     assert metrics["epochs"][0] == state["epochs"][0]
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "backup",
-        "config.json",
-        "curves.png",
-        "metrics.json",
-        "model.keras",
-        "tensorboard",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == FINISHED_RUN
     assert not list(run_dir.rglob(".*.tmp*")), "no temporary files are left behind"
 
 

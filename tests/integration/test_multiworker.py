@@ -18,6 +18,7 @@ import pytest
 
 from tests.child_output import wait_for_line
 from tests.commands import TFDOCK, make, run, start, tfdock
+from tests.run_folders import FINISHED_RUN
 
 
 @pytest.mark.slow
@@ -35,14 +36,7 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
     assert "2 replica(s) x batch 32 = global batch 64" in out
     assert "tfdock: all 2 workers finished" in out
     (run_dir,) = runs.iterdir()
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "backup",
-        "config.json",
-        "curves.png",
-        "metrics.json",
-        "model.keras",
-        "tensorboard",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == FINISHED_RUN
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["config"]["strategy_used"] == "multi-worker"
     assert metrics["config"]["global_batch_size"] == 64
