@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,26 @@ def run(engine: str, *args: str, timeout: int = 300, check: bool = True):
     if check and result.returncode != 0:
         raise AssertionError(f"{engine} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def remove_dev_containers(
+    engine_cli: Callable[..., subprocess.CompletedProcess], label: str
+) -> None:
+    """Remove the containers labelled LABEL that the devcontainers CLI made, and its vsc-* images.
+
+    ENGINE_CLI(*args, check=..., timeout=...) runs the engine as the user who owns them: run()
+    bound to an engine, or a Door's engine_cli. Each image is about 3 GB.
+    """
+    listed = engine_cli("ps", "--all", "--quiet", "--filter", f"label={label}", check=False)
+    for container in listed.stdout.split():
+        image = engine_cli("inspect", "--format", "{{.Config.Image}}", container,
+                           check=False).stdout.strip()  # fmt: skip
+        engine_cli("rm", "--force", container, check=False)
+        # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, the child
+        # removed first so that its parent is free to go.
+        for name in dict.fromkeys([image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)]):
+            if re.search(r"(^|/)vsc-", name):
+                engine_cli("rmi", name, check=False, timeout=600)
 
 
 def image_size_mb(engine: str, image: str) -> float:

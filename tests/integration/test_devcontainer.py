@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -23,6 +23,7 @@ from tests.integration.containers import (
     engine_or_skip,
     probe_wheel,
     record_artifact,
+    remove_dev_containers,
     run,
     write_own_script,
 )
@@ -94,15 +95,7 @@ class DevContainer:
 
     def remove(self) -> None:
         """Remove the container and the images `up` built for it."""
-        ids = run(self.engine, "ps", "--all", "--quiet", "--filter", f"label={self.label}")
-        for container in ids.stdout.split():
-            image = run(self.engine, "inspect", "--format", "{{.ImageName}}", container,
-                        check=False).stdout.strip()  # fmt: skip
-            run(self.engine, "rm", "--force", container, check=False)
-            # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, 3 GB each.
-            for name in {image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)}:
-                if re.search(r"(^|/)vsc-", name):
-                    run(self.engine, "rmi", name, check=False, timeout=600)
+        remove_dev_containers(functools.partial(run, self.engine), self.label)
 
 
 def devcontainer_workspace(repo_root: Path, destination: Path) -> Path:

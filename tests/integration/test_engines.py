@@ -9,6 +9,7 @@ Times land in test-artifacts/engines.json, one entry per engine and door.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from tests.integration.containers import (
     IMAGE,
     copy_repository,
     record_artifact,
+    remove_dev_containers,
     run,
 )
 from tests.integration.engines import (
@@ -270,25 +272,36 @@ def pulled_config(door, dev_workspace):
     return dev_workspace, config
 
 
-def test_dev_container_comes_up_as_the_host_user(door, pulled_config):
-    """The devcontainers CLI (--docker-path) opens the dev container; verify passes and files are the user's."""
-    workspace, config = pulled_config
+@contextlib.contextmanager
+def _dev_container(door: Door, workspace: Path, config: Path, what: str, timeout: int, **env: str):
+    """`devcontainer up` as the door's user (timed as WHAT); yield what execs in it; always removed."""
     label = f"tfdock.test={uuid.uuid4().hex}"
     common = ["--workspace-folder", str(workspace), "--docker-path", door.engine,
               "--config", str(config), "--id-label", label]  # fmt: skip
     try:
-        up = _timed(door, "devcontainer up (pulled config)",
-                    lambda: door.run("devcontainer", "up", *common, timeout=1800))  # fmt: skip
+        up = _timed(door, what, lambda: door.run("devcontainer", "up", *common, timeout=timeout,
+                                                 **env))  # fmt: skip
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        marker = f"dev-{uuid.uuid4().hex[:8]}"
-        result = door.run("devcontainer", "exec", *common, "bash", "-c",
-                          f"touch /workspace/{marker} && make verify")  # fmt: skip
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
-        owner = workspace.stat()
-        assert (workspace / marker).stat().st_uid == owner.st_uid
+        yield lambda *command: door.run("devcontainer", "exec", *common, *command)
     finally:
-        _remove_dev_containers(door, label)
+        remove_dev_containers(door.engine_cli, label)
+
+
+def _verify_passes_writing_as_the_owner(exec_in, workspace: Path) -> None:
+    """`make verify` passes in the dev container, and a file it writes is the workspace owner's."""
+    marker = f"dev-{uuid.uuid4().hex[:8]}"
+    result = exec_in("bash", "-c", f"touch /workspace/{marker} && make verify")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
+    assert (workspace / marker).stat().st_uid == workspace.stat().st_uid
+
+
+def test_dev_container_comes_up_as_the_host_user(door, pulled_config):
+    """The devcontainers CLI (--docker-path) opens the dev container; verify passes and files are the user's."""
+    workspace, config = pulled_config
+    what = "devcontainer up (pulled config)"
+    with _dev_container(door, workspace, config, what, timeout=1800) as exec_in:
+        _verify_passes_writing_as_the_owner(exec_in, workspace)
 
 
 def _base_args(door: Door) -> dict[str, str]:
@@ -311,38 +324,12 @@ def test_dev_container_builds_from_the_dockerfile_as_the_host_user(door, dev_wor
     settings = _jsonc(config)
     settings["build"]["args"] = _base_args(door)
     _write_config(door, config, settings)
-    label = f"tfdock.test={uuid.uuid4().hex}"
-    common = ["--workspace-folder", str(dev_workspace), "--docker-path", door.engine,
-              "--config", str(config), "--id-label", label]  # fmt: skip
     # Without buildx the CLI runs a plain `docker build`: Debian's client needs BuildKit asked
     # for (docs/dev-container.md), as `make doctor` says.
     env = {"DOCKER_BUILDKIT": "1", "BUILDAH_FORMAT": "docker"}
-    try:
-        up = _timed(door, "devcontainer up (built config)",
-                    lambda: door.run("devcontainer", "up", *common, timeout=3600, **env))  # fmt: skip
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        marker = f"dev-built-{uuid.uuid4().hex[:8]}"
-        result = door.run("devcontainer", "exec", *common, "bash", "-c",
-                          f"touch /workspace/{marker} && make verify")  # fmt: skip
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
-        owner = dev_workspace.stat()
-        assert (dev_workspace / marker).stat().st_uid == owner.st_uid
-    finally:
-        _remove_dev_containers(door, label)
-
-
-def _remove_dev_containers(door: Door, label: str) -> None:
-    """Remove the CLI's container and the vsc-* images it built for it (3 GB each)."""
-    listed = door.engine_cli("ps", "--all", "--quiet", "--filter", f"label={label}", check=False)
-    for container in listed.stdout.split():
-        image = door.engine_cli("inspect", "--format", "{{.Config.Image}}", container,
-                                check=False).stdout.strip()  # fmt: skip
-        door.engine_cli("rm", "--force", container, check=False)
-        # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's.
-        for name in (image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)):
-            if re.search(r"(^|/)vsc-", name):
-                door.engine_cli("rmi", name, check=False)
+    what = "devcontainer up (built config)"
+    with _dev_container(door, dev_workspace, config, what, timeout=3600, **env) as exec_in:
+        _verify_passes_writing_as_the_owner(exec_in, dev_workspace)
 
 
 def test_image_labels_name_the_base_the_door_built_on(door):
