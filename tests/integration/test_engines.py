@@ -397,28 +397,27 @@ def test_docker_refuses_a_loaded_base_in_one_sentence(repo_root):
 def test_a_user_outside_the_docker_group_is_told_how_to_join_it(repo_root):
     """`make doctor` for a user who may not use Docker's socket names the socket and the group."""
     _user_or_skip()
-    result = subprocess.run(
-        ["runuser", "-u", "nobody", "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin",
-         f"ENGINE={DOCKER}", "bash", str(repo_root / "scripts" / "doctor.sh")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = _doctor_as(_login_door(pwd.getpwnam("nobody"), DOCKER), repo_root)
     assert result.returncode == 1
     assert "FAIL  engine    this user (nobody) may not use Docker's socket" in result.stdout
     assert "sudo usermod -aG docker nobody" in result.stdout
 
 
-def _doctor_as(user: str, engine: str, repo_root: Path) -> subprocess.CompletedProcess:
-    """`make doctor` as USER from a login-like environment (its own runtime folder)."""
-    uid = pwd.getpwnam(user).pw_uid
-    runtime = Path(f"/run/user/{uid}")
+def _login_door(user: pwd.struct_passwd, engine: str) -> Door:
+    """USER with ENGINE as the matrix runs its users (a login-like environment), in /."""
+    return Door(user.pw_name, engine, Path("/"), user)
+
+
+def _give_runtime_folder(user: pwd.struct_passwd) -> None:
+    """Make USER's /run/user/UID, as a login does: rootless Podman keeps its state there."""
+    runtime = Path(f"/run/user/{user.pw_uid}")
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chown(runtime, uid, pwd.getpwnam(user).pw_gid)
-    return subprocess.run(
-        ["runuser", "-u", user, "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin",
-         f"HOME={pwd.getpwnam(user).pw_dir}", f"XDG_RUNTIME_DIR={runtime}", f"ENGINE={engine}",
-         "bash", str(repo_root / "scripts" / "doctor.sh")],
-        cwd="/", capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    os.chown(runtime, user.pw_uid, user.pw_gid)
+
+
+def _doctor_as(door: Door, repo_root: Path) -> subprocess.CompletedProcess:
+    """scripts/doctor.sh (what `make doctor` runs) as the door's user."""
+    return door.run("bash", str(repo_root / "scripts" / "doctor.sh"), timeout=300)
 
 
 def _fix_of(report: str, name: str) -> str:
@@ -450,15 +449,17 @@ def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_t
     subprocess.run(["useradd", "--create-home", user], check=True)
     try:
         _drop_subordinate_ids(user)
-        before = _doctor_as(user, "podman", repo_root)
+        door = _login_door(pwd.getpwnam(user), "podman")
+        _give_runtime_folder(door.user)
+        before = _doctor_as(door, repo_root)
         assert before.returncode == 1, before.stdout + before.stderr
         assert f"FAIL  ids       {user} has no subordinate ids" in before.stdout
         fix = _fix_of(before.stdout, "ids")
         command = re.search(r"sudo (usermod [^,]+), then (podman system migrate)", fix)
         subprocess.run(command.group(1).split(), check=True)
-        subprocess.run(["runuser", "-u", user, "--", "env", "-C", "/", *command.group(2).split()],
-                       capture_output=True, check=True, timeout=300)  # fmt: skip
-        after = _doctor_as(user, "podman", repo_root)
+        migrated = door.run(*command.group(2).split(), timeout=300)
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        after = _doctor_as(door, repo_root)
         assert f"ok    ids       subordinate ids for {user}" in after.stdout, after.stdout
         assert after.returncode == 0, after.stdout + after.stderr
     finally:
@@ -468,17 +469,18 @@ def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_t
 
 def test_rootless_podman_without_dev_net_tun_is_told_the_command_that_opens_it(repo_root):
     """doctor names a /dev/net/tun the user cannot open; its chmod makes the check pass."""
-    user = _user_or_skip()
+    door = _login_door(_user_or_skip(), "podman")
+    _give_runtime_folder(door.user)
     tun = Path("/dev/net/tun")
     mode = tun.stat().st_mode & 0o7777
     try:
         tun.chmod(0o600)
-        before = _doctor_as(user.pw_name, "podman", repo_root)
+        before = _doctor_as(door, repo_root)
         assert before.returncode == 1, before.stdout + before.stderr
         assert "FAIL  network   /dev/net/tun is not open to" in before.stdout
         command = re.search(r"sudo (chmod 0666 /dev/net/tun)", _fix_of(before.stdout, "network"))
         subprocess.run(command.group(1).split(), check=True)
-        after = _doctor_as(user.pw_name, "podman", repo_root)
+        after = _doctor_as(door, repo_root)
         assert "ok    network   /dev/net/tun is open to" in after.stdout, after.stdout
     finally:
         tun.chmod(mode)
