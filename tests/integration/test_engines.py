@@ -32,6 +32,7 @@ from tests.integration.containers import (
     remove_dev_containers,
     run,
 )
+from tests.integration.devcontainers import devcontainer_workspace, read_jsonc
 from tests.integration.engines import (
     DOCKER,
     ENGINES,
@@ -43,7 +44,6 @@ from tests.integration.engines import (
 )
 from tests.integration.lab_helpers import free_port, http_status
 from tests.integration.registry import serve_registry
-from tests.integration.test_devcontainer import _jsonc, devcontainer_workspace
 
 pytestmark = pytest.mark.container
 
@@ -268,7 +268,7 @@ def pulled_config(door, dev_workspace):
     """The pulled dev container config, its image set to the door's own IMAGE:cpu."""
     config = dev_workspace / ".devcontainer" / "pulled" / "devcontainer.json"
     image = f"localhost/{IMAGE}:cpu" if "podman" in door.name else f"{IMAGE}:cpu"
-    _write_config(door, config, {**_jsonc(config), "image": image})
+    _write_config(door, config, {**read_jsonc(config), "image": image})
     return dev_workspace, config
 
 
@@ -321,7 +321,7 @@ def _base_args(door: Door) -> dict[str, str]:
 def test_dev_container_builds_from_the_dockerfile_as_the_host_user(door, dev_workspace):
     """The built config (.devcontainer/devcontainer.json) comes up through the CLI; files are the user's."""
     config = dev_workspace / ".devcontainer" / "devcontainer.json"
-    settings = _jsonc(config)
+    settings = read_jsonc(config)
     settings["build"]["args"] = _base_args(door)
     _write_config(door, config, settings)
     # Without buildx the CLI runs a plain `docker build`: Debian's client needs BuildKit asked
