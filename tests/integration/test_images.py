@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import tarfile
 import time
 import uuid
@@ -20,6 +19,7 @@ from tests.integration.containers import (
     COLD_BUILD,
     IMAGE,
     base_build_args,
+    copy_repository,
     image_labels,
     install_step_cached,
     make,
@@ -200,21 +200,7 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
 
 def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tmp_path):
     """After a change to src/ only, the rebuild reuses the installed lock and only reinstalls the kit."""
-    context = tmp_path / "context"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for name in files:
-        source = repo_root / name
-        if source.is_file():
-            target = context / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(source.stat().st_mode)
+    context = copy_repository(repo_root, tmp_path / "context")
     init = context / "src" / "tfdock" / "__init__.py"
     init.write_text(init.read_text() + f"\n# rebuild probe {uuid.uuid4().hex}\n")
     started = time.perf_counter()
