@@ -47,7 +47,7 @@ def test_make_lab_on_busy_port_says_one_sentence(repo_root):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
         holder.listen()
-        result = make(repo_root, "lab", f"PORT={port}")
+        result = make(repo_root, "lab", f"PORT={port}", timeout=120)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if not line.startswith("make")]
     assert errors == [
