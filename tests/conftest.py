@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,10 +33,23 @@ def mnist_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    """The offline MNIST as tfdock loads it (the arrays and their sha256), loaded once."""
+    from tfdock.data import load_mnist
+
+    return load_mnist(mnist_dir)
+
+
 @pytest.fixture
-def tfdock_cmd() -> list[str]:
-    """The command that runs this environment's tfdock CLI."""
-    return [sys.executable, "-m", "tfdock"]
+def mnist_npz(tmp_path, mnist) -> Path:
+    """The same images saved as one mnist.npz: to tfdock, other data (its own source and sha256)."""
+    import numpy as np
+
+    path = tmp_path / "mnist.npz"
+    arrays = ("x_train", "y_train", "x_test", "y_test")
+    np.savez(path, **{name: getattr(mnist, name) for name in arrays})
+    return path
 
 
 @pytest.fixture

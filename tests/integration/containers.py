@@ -8,10 +8,12 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests import commands
 from tfdock.lock import read_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,23 +43,36 @@ def engine_or_skip() -> str:
 
 
 def make(repo_root: Path, *args: str, engine: str, timeout: int = 1800, **env: str):
-    """Run a make target with ENGINE set, returning the completed process."""
-    environment = {**os.environ, "ENGINE": engine, **env}
-    return subprocess.run(
-        ["make", "-C", str(repo_root), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-    )
+    """Run a make target with ENGINE (and ENV) set, returning the completed process."""
+    return commands.make(repo_root, *args, timeout=timeout, env={"ENGINE": engine, **env})
 
 
 def run(engine: str, *args: str, timeout: int = 300, check: bool = True):
     """Run the engine's CLI and return the completed process."""
-    result = subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout)
+    result = commands.run([engine, *args], timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{engine} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def remove_dev_containers(
+    engine_cli: Callable[..., subprocess.CompletedProcess], label: str
+) -> None:
+    """Remove the containers labelled LABEL that the devcontainers CLI made, and its vsc-* images.
+
+    ENGINE_CLI(*args, check=..., timeout=...) runs the engine as the user who owns them: run()
+    bound to an engine, or a Door's engine_cli. Each image is about 3 GB.
+    """
+    listed = engine_cli("ps", "--all", "--quiet", "--filter", f"label={label}", check=False)
+    for container in listed.stdout.split():
+        image = engine_cli("inspect", "--format", "{{.Config.Image}}", container,
+                           check=False).stdout.strip()  # fmt: skip
+        engine_cli("rm", "--force", container, check=False)
+        # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, the child
+        # removed first so that its parent is free to go.
+        for name in dict.fromkeys([image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)]):
+            if re.search(r"(^|/)vsc-", name):
+                engine_cli("rmi", name, check=False, timeout=600)
 
 
 def image_size_mb(engine: str, image: str) -> float:

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.commands import run
 from tests.integration.containers import copy_repository
 
 TEST_USER = os.environ.get("TFDOCK_TEST_USER", "tfdock-ci")
@@ -64,10 +65,8 @@ class Door:
     def run(self, *argv: str, timeout: int = 600, input: str | None = None, **env: str):
         """Run ARGV as this user in the workspace; return the completed process."""
         command, environment = self.command(*argv, **env)
-        return subprocess.run(
-            command, cwd=self.workspace, env=environment, capture_output=True, text=True,
-            timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        )  # fmt: skip
+        return run(command, cwd=self.workspace, env=environment, timeout=timeout, input=input,
+                   stdin=None if input is not None else subprocess.DEVNULL)  # fmt: skip
 
     def make(self, *args: str, timeout: int = 900, input: str | None = None, **env: str):
         """Run `make ARGS` in the workspace as this user, with ENGINE set."""

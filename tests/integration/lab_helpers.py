@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.commands import start
+
 URL_LINE = re.compile(r"tfdock: JupyterLab is starting; open (http://\S+)")
 
 
@@ -104,15 +106,14 @@ def start_make_lab(repo_root: Path, target: str, log: Path, **env: str) -> Runni
     """Run `make TARGET` (lab or docker-lab) in its own process group with a known token."""
     port = int(env.pop("PORT", free_port()))
     token = env.pop("JUPYTER_TOKEN", os.urandom(24).hex())
-    environment = {**os.environ, **env, "PORT": str(port), "JUPYTER_TOKEN": token}
     handle = log.open("w")
     started = time.monotonic()
-    process = subprocess.Popen(
+    process = start(
         ["make", "-C", str(repo_root), target],
         stdout=handle,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=environment,
+        env={**env, "PORT": str(port), "JUPYTER_TOKEN": token},
         start_new_session=True,
     )
     return RunningLab(process=process, port=port, token=token, log=log, started=started)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
 import sys
 
 import pytest
 
+from tests.commands import run
 from tfdock.lock import read_lock
 
 SIDES = (
@@ -22,20 +22,9 @@ SIDES = (
 def test_bench_reports_medians_and_their_ratios_in_json_and_table(repo_root, mnist_dir, tmp_path):
     """Two repeats of two epochs on 320 images: each figure is the runs' median, each ratio the
     medians' quotient, and the printed table says the same numbers as the JSON file."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(repo_root / "scripts" / "bench.py"),
-            "--repeats=2",
-            "--epochs=2",
-            "--limit=320",
-            f"--data={mnist_dir}",
-            f"--output-dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run([sys.executable, repo_root / "scripts" / "bench.py", "--repeats=2", "--epochs=2",
+                  "--limit=320", f"--data={mnist_dir}", f"--output-dir={tmp_path}"],
+                 timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (figures_file,) = tmp_path.glob("bench-*.json")
     figures = json.loads(figures_file.read_text())
@@ -87,17 +76,8 @@ def _assert_table_says(table: str, figures: dict, figures_file) -> None:
 
 def test_bench_refuses_missing_data_in_one_sentence(repo_root, tmp_path):
     """A wrong --data path stops the bench before any timing, with a one-line error."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(repo_root / "scripts" / "bench.py"),
-            f"--data={tmp_path / 'nowhere'}",
-            f"--output-dir={tmp_path / 'out'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run([sys.executable, repo_root / "scripts" / "bench.py",
+                  f"--data={tmp_path / 'nowhere'}", f"--output-dir={tmp_path / 'out'}"])  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.startswith("bench: error: MNIST data not found at ")
     assert "Traceback" not in result.stderr

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.commands import tfdock
+
 
 def _train(mnist_dir, output_dir):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfdock",
-            "train",
-            "--deterministic",
-            "--seed",
-            "7",
-            "--epochs",
-            "2",
-            "--limit",
-            "12000",
-            "--data",
-            str(mnist_dir),
-            "--output-dir",
-            str(output_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = tfdock("train", "--deterministic", "--seed", "7", "--epochs", "2", "--limit", "12000",
+                    "--data", str(mnist_dir), "--output-dir", str(output_dir))  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = output_dir.iterdir()
     return json.loads((run_dir / "metrics.json").read_text())

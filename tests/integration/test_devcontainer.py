@@ -4,148 +4,40 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests import commands
 from tests.integration.containers import (
     ALL_CHECKS_PASSED,
     ARTIFACTS,
     LOCKED_TENSORFLOW,
-    base_build_args,
     copy_repository,
     engine_or_skip,
     probe_wheel,
     record_artifact,
-    run,
     write_own_script,
+)
+from tests.integration.devcontainers import (
+    DevContainer,
+    cli_outcome,
+    devcontainer_cli,
+    devcontainer_workspace,
+    fit_to_this_machine,
 )
 from tfdock.lock import read_lock
 
 pytestmark = pytest.mark.container
 
-IMAGE_UID = 1000  # the image's user `tfdock` (docker/cpu.Dockerfile)
 CONTAINER_CA = "/run/tfdock-ca.crt"  # where the tests mount $CA_BUNDLE, when it is set
-
-
-def _jsonc(path: Path) -> dict:
-    """Read a devcontainer.json (JSON with whole-line // comments)."""
-    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("//")]
-    return json.loads("\n".join(lines))
-
-
-def _cli() -> str:
-    cli = shutil.which("devcontainer")
-    if not cli:
-        pytest.skip(
-            "the devcontainers CLI is not installed (scripts/ci-tools-setup.sh installs it)"
-        )
-    return cli
-
-
-def _result(stdout: str) -> dict:
-    """The CLI prints its outcome as the last JSON line on stdout."""
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
-
-
-class DevContainer:
-    """A `devcontainer up` container of a fresh copy of the repository."""
-
-    def __init__(self, cli: str, engine: str, workspace: Path, config: Path, label: str):
-        self.cli, self.engine, self.workspace = cli, engine, workspace
-        self.config, self.label = config, label
-        self.up_log = ""
-        self.up_result: dict = {}
-        self.up_arguments: tuple[str, ...] = ()
-        self.up_env: dict[str, str] = {}
-
-    def _common(self) -> list[str]:
-        return [
-            "--workspace-folder", str(self.workspace),
-            "--docker-path", self.engine,
-            "--config", str(self.config),
-            "--id-label", self.label,
-        ]  # fmt: skip
-
-    def up(self, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-        self.up_arguments, self.up_env = extra, env
-        result = subprocess.run(
-            [self.cli, "up", *self._common(), *extra],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            env={**os.environ, **env},
-        )
-        self.up_log = result.stdout + result.stderr
-        self.up_result = _result(result.stdout)
-        return result
-
-    def exec(self, *command: str, remote_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-        extra = [arg for name in remote_env for arg in ("--remote-env", name)]
-        return subprocess.run(
-            [self.cli, "exec", *self._common(), *extra, *command],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-
-    def restart(self) -> subprocess.CompletedProcess:
-        """Stop the container and bring it up again, as reopening the folder in VS Code does."""
-        ids = run(self.engine, "ps", "--quiet", "--filter", f"label={self.label}").stdout.split()
-        for container in ids:
-            run(self.engine, "stop", "--time", "5", container)
-        return self.up(*self.up_arguments, env=self.up_env)
-
-    def remove(self) -> None:
-        """Remove the container and the images `up` built for it."""
-        ids = run(self.engine, "ps", "--all", "--quiet", "--filter", f"label={self.label}")
-        for container in ids.stdout.split():
-            image = run(self.engine, "inspect", "--format", "{{.ImageName}}", container,
-                        check=False).stdout.strip()  # fmt: skip
-            run(self.engine, "rm", "--force", container, check=False)
-            # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, 3 GB each.
-            for name in {image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)}:
-                if re.search(r"(^|/)vsc-", name):
-                    run(self.engine, "rmi", name, check=False, timeout=600)
-
-
-def devcontainer_workspace(repo_root: Path, destination: Path) -> Path:
-    """A fresh copy of the repository for `devcontainer up`, owned as the CLI needs it."""
-    workspace = copy_repository(repo_root, destination)
-    if os.getuid() == 0:
-        # As root there is no host user to map (the CLI leaves uid 0 alone): the clone
-        # belongs to the image's user instead, the README's fix for root-owned files.
-        subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(workspace.parent)],
-                       check=True)  # fmt: skip
-    return workspace
-
-
-def fit_to_this_machine(engine: str, config: Path, **changes) -> None:
-    """Rewrite a copy's config (with CHANGES) for this machine's engine and base image."""
-    settings = {**_jsonc(config), **changes}
-    if "build" in settings:
-        # Without a registry (CI) the base is a local copy, as in `make image BASE_IMAGE=...`.
-        settings["build"]["args"] = base_build_args(engine)
-    rootless = run(engine, "info", "--format", "{{.Host.Security.Rootless}}", check=False)
-    if "podman" in engine and rootless.stdout.strip() == "false":
-        # Rootful Podman refuses the --userns=keep-id the CLI adds for a non-root user
-        # (devcontainers/cli#1004); a later --userns in runArgs overrides it. Only here:
-        # the kit's config stays right for Docker and rootless Podman.
-        settings["runArgs"] = [*settings.get("runArgs", []), "--userns=host"]
-    # The CLI accepts only the name devcontainer.json: rewrite the copy's own.
-    config.write_text(json.dumps(settings, indent=2))
 
 
 @pytest.fixture(scope="module")
 def devcontainer(tmp_path_factory, repo_root, mnist_dir):
     """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
-    cli = _cli()
+    cli = devcontainer_cli()
     engine = engine_or_skip()
     workspace = devcontainer_workspace(
         repo_root, tmp_path_factory.mktemp("devcontainer") / "tfdock"
@@ -174,7 +66,7 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
 
 def test_cli_reads_both_configs(repo_root, tmp_path):
     """The CLI reads the CPU and GPU configs; the GPU one asks for a GPU only where there is one."""
-    cli = _cli()
+    cli = devcontainer_cli()
     engine = engine_or_skip()  # the CLI asks the engine whether the container exists already
     # The CLI inspects each Dockerfile's base: a copy names this machine's (CI has no registry).
     workspace = copy_repository(repo_root, tmp_path / "tfdock")
@@ -182,13 +74,12 @@ def test_cli_reads_both_configs(repo_root, tmp_path):
     for name, path in (("cpu", ".devcontainer/devcontainer.json"),
                        ("gpu", ".devcontainer/gpu/devcontainer.json")):  # fmt: skip
         fit_to_this_machine(engine, workspace / path)
-        result = subprocess.run(
+        result = commands.run(
             [cli, "read-configuration", "--workspace-folder", str(workspace), "--docker-path", engine,
              "--config", str(workspace / path), "--include-merged-configuration"],
-            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
-        merged[name] = _result(result.stdout)["mergedConfiguration"]
+        merged[name] = cli_outcome(result.stdout)["mergedConfiguration"]
     for config in merged.values():
         assert config["remoteUser"] == "tfdock" and config["updateRemoteUserUID"] is True
         assert config["forwardPorts"] == [8888]

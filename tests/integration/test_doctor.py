@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import shutil
-import subprocess
 
 import pytest
 
+from tests.commands import make
 from tests.integration.containers import engine_or_skip
 
 
 def _doctor(repo_root, *args, engine, **env):
-    return subprocess.run(
-        ["make", "-s", "-C", str(repo_root), "doctor", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "ENGINE": engine, **env},
-    )
+    return make(repo_root, "-s", "doctor", *args, env={"ENGINE": engine, **env})
 
 
 def test_missing_engine_fails_with_a_fix(repo_root):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
+
+from tests.commands import make
 
 RECORDED = "tests/unit/fixtures/nvidia-smi"
 
@@ -20,13 +21,8 @@ def _doctor_with(repo_root, tmp_path, nvidia_smi: str):
     fake = tmp_path / "nvidia-smi"
     fake.write_text(nvidia_smi)
     fake.chmod(0o755)
-    return subprocess.run(
-        ["make", "-s", "-C", str(repo_root), "doctor", "GPU=1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "ENGINE": "no-such-engine", "PATH": f"{tmp_path}:{os.environ['PATH']}"},
-    )
+    path = f"{tmp_path}:{os.environ['PATH']}"
+    return make(repo_root, "-s", "doctor", "GPU=1", env={"ENGINE": "no-such-engine", "PATH": path})
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ Times land in test-artifacts/engines.json, one entry per engine and door.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,13 +23,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import start
 from tests.integration.containers import (
     ALL_CHECKS_PASSED,
     IMAGE,
     copy_repository,
     record_artifact,
+    remove_dev_containers,
     run,
 )
+from tests.integration.devcontainers import devcontainer_workspace, read_jsonc
 from tests.integration.engines import (
     DOCKER,
     ENGINES,
@@ -40,7 +44,6 @@ from tests.integration.engines import (
 )
 from tests.integration.lab_helpers import free_port, http_status
 from tests.integration.registry import serve_registry
-from tests.integration.test_devcontainer import _jsonc, devcontainer_workspace
 
 pytestmark = pytest.mark.container
 
@@ -209,9 +212,9 @@ def test_docker_lab_answers_with_its_token_only(door):
     name = f"{IMAGE.rsplit('/', 1)[-1]}-lab-{port}"
     started = time.perf_counter()
     with log.open("w") as handle:
-        lab = subprocess.Popen(command, cwd=door.workspace, env=environment, stdout=handle,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
+        lab = start(command, cwd=door.workspace, env=environment, stdout=handle,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
@@ -265,29 +268,40 @@ def pulled_config(door, dev_workspace):
     """The pulled dev container config, its image set to the door's own IMAGE:cpu."""
     config = dev_workspace / ".devcontainer" / "pulled" / "devcontainer.json"
     image = f"localhost/{IMAGE}:cpu" if "podman" in door.name else f"{IMAGE}:cpu"
-    _write_config(door, config, {**_jsonc(config), "image": image})
+    _write_config(door, config, {**read_jsonc(config), "image": image})
     return dev_workspace, config
+
+
+@contextlib.contextmanager
+def _dev_container(door: Door, workspace: Path, config: Path, what: str, timeout: int, **env: str):
+    """`devcontainer up` as the door's user (timed as WHAT); yield what execs in it; always removed."""
+    label = f"tfdock.test={uuid.uuid4().hex}"
+    common = ["--workspace-folder", str(workspace), "--docker-path", door.engine,
+              "--config", str(config), "--id-label", label]  # fmt: skip
+    try:
+        up = _timed(door, what, lambda: door.run("devcontainer", "up", *common, timeout=timeout,
+                                                 **env))  # fmt: skip
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield lambda *command: door.run("devcontainer", "exec", *common, *command)
+    finally:
+        remove_dev_containers(door.engine_cli, label)
+
+
+def _verify_passes_writing_as_the_owner(exec_in, workspace: Path) -> None:
+    """`make verify` passes in the dev container, and a file it writes is the workspace owner's."""
+    marker = f"dev-{uuid.uuid4().hex[:8]}"
+    result = exec_in("bash", "-c", f"touch /workspace/{marker} && make verify")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
+    assert (workspace / marker).stat().st_uid == workspace.stat().st_uid
 
 
 def test_dev_container_comes_up_as_the_host_user(door, pulled_config):
     """The devcontainers CLI (--docker-path) opens the dev container; verify passes and files are the user's."""
     workspace, config = pulled_config
-    label = f"tfdock.test={uuid.uuid4().hex}"
-    common = ["--workspace-folder", str(workspace), "--docker-path", door.engine,
-              "--config", str(config), "--id-label", label]  # fmt: skip
-    try:
-        up = _timed(door, "devcontainer up (pulled config)",
-                    lambda: door.run("devcontainer", "up", *common, timeout=1800))  # fmt: skip
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        marker = f"dev-{uuid.uuid4().hex[:8]}"
-        result = door.run("devcontainer", "exec", *common, "bash", "-c",
-                          f"touch /workspace/{marker} && make verify")  # fmt: skip
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
-        owner = workspace.stat()
-        assert (workspace / marker).stat().st_uid == owner.st_uid
-    finally:
-        _remove_dev_containers(door, label)
+    what = "devcontainer up (pulled config)"
+    with _dev_container(door, workspace, config, what, timeout=1800) as exec_in:
+        _verify_passes_writing_as_the_owner(exec_in, workspace)
 
 
 def _base_args(door: Door) -> dict[str, str]:
@@ -307,41 +321,15 @@ def _base_args(door: Door) -> dict[str, str]:
 def test_dev_container_builds_from_the_dockerfile_as_the_host_user(door, dev_workspace):
     """The built config (.devcontainer/devcontainer.json) comes up through the CLI; files are the user's."""
     config = dev_workspace / ".devcontainer" / "devcontainer.json"
-    settings = _jsonc(config)
+    settings = read_jsonc(config)
     settings["build"]["args"] = _base_args(door)
     _write_config(door, config, settings)
-    label = f"tfdock.test={uuid.uuid4().hex}"
-    common = ["--workspace-folder", str(dev_workspace), "--docker-path", door.engine,
-              "--config", str(config), "--id-label", label]  # fmt: skip
     # Without buildx the CLI runs a plain `docker build`: Debian's client needs BuildKit asked
     # for (docs/dev-container.md), as `make doctor` says.
     env = {"DOCKER_BUILDKIT": "1", "BUILDAH_FORMAT": "docker"}
-    try:
-        up = _timed(door, "devcontainer up (built config)",
-                    lambda: door.run("devcontainer", "up", *common, timeout=3600, **env))  # fmt: skip
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        marker = f"dev-built-{uuid.uuid4().hex[:8]}"
-        result = door.run("devcontainer", "exec", *common, "bash", "-c",
-                          f"touch /workspace/{marker} && make verify")  # fmt: skip
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
-        owner = dev_workspace.stat()
-        assert (dev_workspace / marker).stat().st_uid == owner.st_uid
-    finally:
-        _remove_dev_containers(door, label)
-
-
-def _remove_dev_containers(door: Door, label: str) -> None:
-    """Remove the CLI's container and the vsc-* images it built for it (3 GB each)."""
-    listed = door.engine_cli("ps", "--all", "--quiet", "--filter", f"label={label}", check=False)
-    for container in listed.stdout.split():
-        image = door.engine_cli("inspect", "--format", "{{.Config.Image}}", container,
-                                check=False).stdout.strip()  # fmt: skip
-        door.engine_cli("rm", "--force", container, check=False)
-        # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's.
-        for name in (image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)):
-            if re.search(r"(^|/)vsc-", name):
-                door.engine_cli("rmi", name, check=False)
+    what = "devcontainer up (built config)"
+    with _dev_container(door, dev_workspace, config, what, timeout=3600, **env) as exec_in:
+        _verify_passes_writing_as_the_owner(exec_in, dev_workspace)
 
 
 def test_image_labels_name_the_base_the_door_built_on(door):
@@ -409,28 +397,27 @@ def test_docker_refuses_a_loaded_base_in_one_sentence(repo_root):
 def test_a_user_outside_the_docker_group_is_told_how_to_join_it(repo_root):
     """`make doctor` for a user who may not use Docker's socket names the socket and the group."""
     _user_or_skip()
-    result = subprocess.run(
-        ["runuser", "-u", "nobody", "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin",
-         f"ENGINE={DOCKER}", "bash", str(repo_root / "scripts" / "doctor.sh")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = _doctor_as(_login_door(pwd.getpwnam("nobody"), DOCKER), repo_root)
     assert result.returncode == 1
     assert "FAIL  engine    this user (nobody) may not use Docker's socket" in result.stdout
     assert "sudo usermod -aG docker nobody" in result.stdout
 
 
-def _doctor_as(user: str, engine: str, repo_root: Path) -> subprocess.CompletedProcess:
-    """`make doctor` as USER from a login-like environment (its own runtime folder)."""
-    uid = pwd.getpwnam(user).pw_uid
-    runtime = Path(f"/run/user/{uid}")
+def _login_door(user: pwd.struct_passwd, engine: str) -> Door:
+    """USER with ENGINE as the matrix runs its users (a login-like environment), in /."""
+    return Door(user.pw_name, engine, Path("/"), user)
+
+
+def _give_runtime_folder(user: pwd.struct_passwd) -> None:
+    """Make USER's /run/user/UID, as a login does: rootless Podman keeps its state there."""
+    runtime = Path(f"/run/user/{user.pw_uid}")
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chown(runtime, uid, pwd.getpwnam(user).pw_gid)
-    return subprocess.run(
-        ["runuser", "-u", user, "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin",
-         f"HOME={pwd.getpwnam(user).pw_dir}", f"XDG_RUNTIME_DIR={runtime}", f"ENGINE={engine}",
-         "bash", str(repo_root / "scripts" / "doctor.sh")],
-        cwd="/", capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    os.chown(runtime, user.pw_uid, user.pw_gid)
+
+
+def _doctor_as(door: Door, repo_root: Path) -> subprocess.CompletedProcess:
+    """scripts/doctor.sh (what `make doctor` runs) as the door's user."""
+    return door.run("bash", str(repo_root / "scripts" / "doctor.sh"), timeout=300)
 
 
 def _fix_of(report: str, name: str) -> str:
@@ -462,15 +449,17 @@ def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_t
     subprocess.run(["useradd", "--create-home", user], check=True)
     try:
         _drop_subordinate_ids(user)
-        before = _doctor_as(user, "podman", repo_root)
+        door = _login_door(pwd.getpwnam(user), "podman")
+        _give_runtime_folder(door.user)
+        before = _doctor_as(door, repo_root)
         assert before.returncode == 1, before.stdout + before.stderr
         assert f"FAIL  ids       {user} has no subordinate ids" in before.stdout
         fix = _fix_of(before.stdout, "ids")
         command = re.search(r"sudo (usermod [^,]+), then (podman system migrate)", fix)
         subprocess.run(command.group(1).split(), check=True)
-        subprocess.run(["runuser", "-u", user, "--", "env", "-C", "/", *command.group(2).split()],
-                       capture_output=True, check=True, timeout=300)  # fmt: skip
-        after = _doctor_as(user, "podman", repo_root)
+        migrated = door.run(*command.group(2).split(), timeout=300)
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        after = _doctor_as(door, repo_root)
         assert f"ok    ids       subordinate ids for {user}" in after.stdout, after.stdout
         assert after.returncode == 0, after.stdout + after.stderr
     finally:
@@ -480,17 +469,18 @@ def test_rootless_podman_without_subordinate_ids_is_told_the_command_that_adds_t
 
 def test_rootless_podman_without_dev_net_tun_is_told_the_command_that_opens_it(repo_root):
     """doctor names a /dev/net/tun the user cannot open; its chmod makes the check pass."""
-    user = _user_or_skip()
+    door = _login_door(_user_or_skip(), "podman")
+    _give_runtime_folder(door.user)
     tun = Path("/dev/net/tun")
     mode = tun.stat().st_mode & 0o7777
     try:
         tun.chmod(0o600)
-        before = _doctor_as(user.pw_name, "podman", repo_root)
+        before = _doctor_as(door, repo_root)
         assert before.returncode == 1, before.stdout + before.stderr
         assert "FAIL  network   /dev/net/tun is not open to" in before.stdout
         command = re.search(r"sudo (chmod 0666 /dev/net/tun)", _fix_of(before.stdout, "network"))
         subprocess.run(command.group(1).split(), check=True)
-        after = _doctor_as(user.pw_name, "podman", repo_root)
+        after = _doctor_as(door, repo_root)
         assert "ok    network   /dev/net/tun is open to" in after.stdout, after.stdout
     finally:
         tun.chmod(mode)

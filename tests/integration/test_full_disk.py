@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.commands import tfdock
+from tests.run_folders import FINISHED_RUN
 from tfdock.errors import TfdockError
 
 MIB = 1 << 20
@@ -27,15 +27,6 @@ def _leave_free(disk, free_bytes):
     stat = os.statvfs(disk)
     with open(ballast, "wb") as handle:
         os.posix_fallocate(handle.fileno(), 0, stat.f_bavail * stat.f_frsize - free_bytes)
-
-
-def _tfdock(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "tfdock", "train", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _fails_with(result, sentence):
@@ -63,16 +54,16 @@ def test_full_disk_at_every_write_ends_in_one_sentence_and_resumes(small_disk, m
     then_resume = f"resume with `tfdock train --resume {run_dir}`."
 
     _leave_free(small_disk, 0)  # not even config.json fits: there is nothing to resume
-    _fails_with(_tfdock(*start), no_space + "start the run again.")
+    _fails_with(tfdock("train", *start), no_space + "start the run again.")
     assert not (run_dir / "config.json").exists()
 
     _leave_free(small_disk, 256 * 1024)  # config.json fits; the epoch's backup (1.2 MB) does not
-    _fails_with(_tfdock(*start), no_space + then_resume)
+    _fails_with(tfdock("train", *start), no_space + then_resume)
     assert (run_dir / "config.json").is_file()
     assert not (run_dir / "backup" / "state.json").exists()
 
     _leave_free(small_disk, int(1.6 * MIB))  # the backup fits; model.keras (1.2 MB) does not
-    _fails_with(_tfdock(*resume), no_space + then_resume)
+    _fails_with(tfdock("train", *resume), no_space + then_resume)
     state = json.loads((run_dir / "backup" / "state.json").read_text())
     assert state["completed_epochs"] == 1
     assert not (run_dir / "model.keras").exists()
@@ -80,27 +71,20 @@ def test_full_disk_at_every_write_ends_in_one_sentence_and_resumes(small_disk, m
     (small_disk / "ballast").unlink()
     (run_dir / "curves.png").mkdir()  # curves.png cannot be written: a failure after model.keras
     _fails_with(
-        _tfdock(*resume),
+        tfdock("train", *resume),
         f"{run_dir / 'curves.png'}: is a directory; fix that and {then_resume}",
     )
     assert (run_dir / "model.keras").is_file()
     assert not (run_dir / "metrics.json").exists(), "metrics.json is written last"
 
     (run_dir / "curves.png").rmdir()
-    finished = _tfdock(*resume)
+    finished = tfdock("train", *resume)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "resuming after epoch 1 of 1" in finished.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1]
     assert metrics["epochs"][0] == state["epochs"][0]
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "backup",
-        "config.json",
-        "curves.png",
-        "metrics.json",
-        "model.keras",
-        "tensorboard",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == FINISHED_RUN
     assert not list(run_dir.rglob(".*.tmp*")), "no temporary files are left behind"
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 
+from tests.commands import make, run, tfdock
 from tfdock import gpu_acceptance
 from tfdock.gpu_acceptance import compare_runs
 
@@ -17,13 +17,7 @@ RECORDED_H100 = "tests/unit/fixtures/nvidia-smi/h100-80gb-hbm3_590.48.01.csv"
 
 
 def _gpu_check(repo_root, env):
-    return subprocess.run(
-        ["make", "-s", "-C", str(repo_root), "gpu-check"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
+    return make(repo_root, "-s", "gpu-check", env=env)
 
 
 def test_gpu_check_without_a_driver_fails_first_in_one_sentence(repo_root):
@@ -72,20 +66,8 @@ def test_acceptance_stops_at_verify_without_a_gpu_and_reports_why(tmp_path):
     doctor = tmp_path / "doctor.txt"
     doctor.write_text("FAIL  gpu       no NVIDIA driver found (nvidia-smi is missing)\n")
     output = tmp_path / "check"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfdock.gpu_acceptance",
-            "--output",
-            str(output),
-            "--doctor",
-            str(doctor),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run([sys.executable, "-m", "tfdock.gpu_acceptance", "--output", output,
+                  "--doctor", doctor])  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads((output / "report.json").read_text())
     assert report["ok"] is False
@@ -98,15 +80,9 @@ def test_acceptance_stops_at_verify_without_a_gpu_and_reports_why(tmp_path):
 
 
 def _deterministic_run(mnist_dir, run_dir, seed):
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "tfdock", "train", "--deterministic"),
-            *("--seed", str(seed), "--epochs", "1", "--limit", "2000"),
-            *("--data", str(mnist_dir), "--run-dir", str(run_dir)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = tfdock(
+        *("train", "--deterministic", "--seed", str(seed), "--epochs", "1", "--limit", "2000"),
+        *("--data", str(mnist_dir), "--run-dir", str(run_dir)),
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return run_dir
@@ -127,12 +103,7 @@ def test_acceptance_that_cannot_write_its_report_says_so(tmp_path):
     """An output folder that cannot be made is one sentence and exit 2, not a traceback."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock.gpu_acceptance", "--output", str(blocker / "check")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run([sys.executable, "-m", "tfdock.gpu_acceptance", "--output", blocker / "check"])
     assert result.returncode == 2
     assert result.stderr == (
         f"gpu-check: cannot write the report under {blocker / 'check'} (Not a directory); "

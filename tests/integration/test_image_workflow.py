@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests import commands
 from tests.integration.containers import (
     ARTIFACTS,
     LOCKED_TENSORFLOW,
@@ -49,15 +49,8 @@ def test_docker_run_runs_your_script_as_you(engine, repo_root, cpu_image):
 
 def test_docker_shell_is_a_shell_in_the_image_on_the_workspace(engine, repo_root, cpu_image):
     """`make docker-shell` runs the commands it is given in the image, in /workspace, as you."""
-    commands = 'pwd; id -u; python -c "import sys; print(sys.prefix)"\n'
-    result = subprocess.run(
-        ["make", "-C", str(repo_root), "docker-shell"],
-        input=commands,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "ENGINE": engine},
-    )
+    typed = 'pwd; id -u; python -c "import sys; print(sys.prefix)"\n'
+    result = commands.make(repo_root, "docker-shell", input=typed, env={"ENGINE": engine})
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert ["/workspace", str(os.getuid()), "/opt/venv"] == [
@@ -138,7 +131,7 @@ def test_ctrl_c_in_make_docker_train_names_the_doors_own_resume_command(
 ):
     """Ctrl-C in `make docker-train` names `make docker-train RESUME=... TFDOCK_DATA=...` (no host tfdock needed); run as printed, it finishes."""
     runs = f"test-artifacts/docker-resume-{uuid.uuid4().hex[:8]}"
-    environment = {**os.environ, "ENGINE": engine, "PYTHONUNBUFFERED": "1"}
+    environment = {"ENGINE": engine, "PYTHONUNBUFFERED": "1"}
     code, stderr = interrupt_in_epoch_2(
         ["make", "-C", str(repo_root), "docker-train", "EPOCHS=2", f"RUNS={runs}",
          f"TFDOCK_DATA={mnist_dir}", "TRAIN_FLAGS=--limit 30000 --steps-per-execution 1"],
@@ -151,8 +144,8 @@ def test_ctrl_c_in_make_docker_train_names_the_doors_own_resume_command(
         f"tfdock: interrupted; resume with `make docker-train RESUME={runs}/{run_dir.name} "
         f"TFDOCK_DATA={mnist_dir}`"
     )
-    resumed = subprocess.run(["bash", "-c", line.split("`")[1]], cwd=repo_root, env=environment,
-                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    resumed = commands.run(["bash", "-c", line.split("`")[1]], cwd=repo_root, env=environment,
+                           timeout=900)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming after epoch 1 of 2" in resumed.stdout
     assert (run_dir / "metrics.json").is_file()

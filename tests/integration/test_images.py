@@ -7,8 +7,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 import tarfile
 import time
 import uuid
@@ -16,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import commands
 from tests.integration.containers import (
     ALL_CHECKS_PASSED,
     COLD_BUILD,
     IMAGE,
     base_build_args,
+    copy_repository,
     image_labels,
     install_step_cached,
     lock_layers_rebuilt,
@@ -200,28 +200,9 @@ def test_ca_bundle_is_in_no_layer(engine, cpu_image, tmp_path):
     assert "BEGIN CERTIFICATE" not in history
 
 
-def _copy_of_checkout(repo_root: Path, context: Path) -> Path:
-    """Copy the files git tracks (and untracked ones it does not ignore) to a build context."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for name in files:
-        source = repo_root / name
-        if source.is_file():
-            target = context / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(source.stat().st_mode)
-    return context
-
-
 def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tmp_path):
     """After a change to src/ only, the rebuild reuses the installed lock and only reinstalls the kit."""
-    context = _copy_of_checkout(repo_root, tmp_path / "context")
+    context = copy_repository(repo_root, tmp_path / "context")
     init = context / "src" / "tfdock" / "__init__.py"
     init.write_text(init.read_text() + f"\n# rebuild probe {uuid.uuid4().hex}\n")
     started = time.perf_counter()
@@ -247,7 +228,7 @@ def test_src_change_reuses_the_dependency_layer(engine, repo_root, cpu_image, tm
 
 def test_a_one_package_lock_change_moves_only_its_layer(engine, repo_root, cpu_image, tmp_path):
     """With one package less in the lock, only the rest layer is reinstalled and a pull moves megabytes."""
-    context = _copy_of_checkout(repo_root, tmp_path / "context")
+    context = copy_repository(repo_root, tmp_path / "context")
     lock = context / "requirements.txt"
     pins = lock_layers.read_pins(lock.read_text())
     dropped = "pytest-timeout"
@@ -258,20 +239,11 @@ def test_a_one_package_lock_change_moves_only_its_layer(engine, repo_root, cpu_i
     try:
         assert lock_layers_rebuilt(result.stdout + result.stderr) == ["rest"]
         assert dropped not in _distributions(engine, f"{probe}:cpu")
-        cost = subprocess.run(
-            [
-                sys.executable,
-                str(repo_root / "scripts" / "pull_cost.py"),
-                "--engine",
-                engine,
-                cpu_image,
-                f"{probe}:cpu",
-            ],
-            capture_output=True,
-            text=True,
+        cost = commands.run(
+            [commands.TFDOCK[0], str(repo_root / "scripts" / "pull_cost.py"), "--engine", engine,
+             cpu_image, f"{probe}:cpu"],
             timeout=1200,
-            check=False,
-        )
+        )  # fmt: skip
         assert cost.returncode == 0, cost.stderr
         moved = re.search(
             r"(\d+) of (\d+) layers to pull, ([\d.]+) MB \(([\d.]+) MB gzip\)", cost.stdout

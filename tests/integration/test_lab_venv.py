@@ -9,9 +9,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
+from tests.commands import TFDOCK, make, start
 from tests.integration.containers import ARTIFACTS
 from tests.integration.lab_helpers import (
     URL_LINE,
@@ -47,12 +47,7 @@ def test_make_lab_on_busy_port_says_one_sentence(repo_root):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
         holder.listen()
-        result = subprocess.run(
-            ["make", "-C", str(repo_root), "lab", f"PORT={port}"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = make(repo_root, "lab", f"PORT={port}", timeout=120)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if not line.startswith("make")]
     assert errors == [
@@ -67,13 +62,13 @@ def test_lab_on_ipv6_answers_at_the_url_it_prints(tmp_path, ipv6_port):
     token = os.urandom(24).hex()
     log = tmp_path / "lab.log"
     with log.open("w") as output:
-        lab = subprocess.Popen(
-            [sys.executable, "-m", "tfdock", "lab", "--ip", "::", "--port", str(ipv6_port)],
+        lab = start(
+            [*TFDOCK, "lab", "--ip", "::", "--port", str(ipv6_port)],
             cwd=tmp_path,
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "JUPYTER_TOKEN": token},
+            env={"JUPYTER_TOKEN": token},
             start_new_session=True,
         )
     base = f"http://[::1]:{ipv6_port}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import make, run, tfdock
 from tests.integration.containers import (
     ALL_CHECKS_PASSED,
     copy_repository,
@@ -31,12 +32,10 @@ ITS_REQUIREMENTS = {"python-slugify", "text-unidecode"}
 LOCKS = ("requirements.txt", "requirements-gpu.txt")
 
 
-def _make(project: Path, step: str, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+def _make_step(project: Path, step: str, *args: str) -> subprocess.CompletedProcess:
     """Run a make target in the copy, recording its seconds as STEP in the artifacts."""
     started = time.perf_counter()
-    result = subprocess.run(
-        ["make", "-C", str(project), *args], capture_output=True, text=True, timeout=timeout
-    )
+    result = make(project, *args, timeout=1200)
     record_artifact("lock-workflow.json", step, round(time.perf_counter() - started, 1))
     assert result.returncode == 0, (
         f"make {' '.join(args)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
@@ -53,9 +52,8 @@ def _changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 
 
 def _python(project: Path, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(project / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True
-    )
+    """Run CODE with the copy's venv Python."""
+    return run([project / ".venv" / "bin" / "python", "-c", code])
 
 
 def _edit_requirements(project: Path, old: str, new: str) -> None:
@@ -83,7 +81,7 @@ def test_added_package_is_locked_installed_and_verified(project):
     folder, _ = project
     before = _pins(folder)
     _edit_requirements(folder, "pytest>=8\n", f"pytest>=8\n{PACKAGE}<8\n")
-    _make(folder, "add: make lock", "lock")
+    _make_step(folder, "add: make lock", "lock")
     after = _pins(folder)
     for lock in LOCKS:
         assert _changed(before[lock], after[lock]) == ITS_REQUIREMENTS, lock
@@ -92,8 +90,8 @@ def test_added_package_is_locked_installed_and_verified(project):
     assert "--index-url" not in text and "--find-links" not in text and "file://" not in text
     assert len(read_lock(folder / "requirements.txt").hashes[PACKAGE]) >= 2, "wheel and sdist"
 
-    _make(folder, "add: make setup", "setup")
-    verify = _make(folder, "add: make verify", "verify")
+    _make_step(folder, "add: make setup", "setup")
+    verify = _make_step(folder, "add: make verify", "verify")
     assert ALL_CHECKS_PASSED.search(verify.stdout), verify.stdout
     imported = _python(folder, "import slugify; print(slugify.slugify('Make It Yours'))")
     assert imported.stdout.strip() == "make-it-yours", imported.stderr
@@ -104,7 +102,7 @@ def test_upgrade_of_one_package_moves_only_it_and_its_requirements(project):
     folder, _ = project
     before = _pins(folder)
     _edit_requirements(folder, f"{PACKAGE}<8\n", f"{PACKAGE}\n")
-    _make(folder, "upgrade: make upgrade PACKAGE=...", "upgrade", f"PACKAGE={PACKAGE}")
+    _make_step(folder, "upgrade: make upgrade PACKAGE=...", "upgrade", f"PACKAGE={PACKAGE}")
     after = _pins(folder)
     for lock in LOCKS:
         changed = _changed(before[lock], after[lock])
@@ -118,10 +116,10 @@ def test_removed_package_is_unlocked_and_uninstalled(project):
     """The package removed from requirements.in: `make lock` gives back the original locks byte for byte, and `make setup` uninstalls it."""
     folder, originals = project
     _edit_requirements(folder, f"{PACKAGE}\n", "")
-    _make(folder, "remove: make lock", "lock")
+    _make_step(folder, "remove: make lock", "lock")
     for lock in LOCKS:
         assert (folder / lock).read_bytes() == originals[lock], lock
-    _make(folder, "remove: make setup", "setup")
+    _make_step(folder, "remove: make setup", "setup")
     gone = _python(folder, "import slugify")
     assert gone.returncode != 0 and "No module named 'slugify'" in gone.stderr
     listed = _python(
@@ -135,15 +133,14 @@ def test_a_failed_gpu_compile_leaves_both_locks_as_they_were(tmp_path):
     """When the CPU lock compiles but the GPU one cannot, `tfdock lock` puts the new CPU lock back and says so in one sentence."""
     (tmp_path / "requirements.in").write_text("six\n")
     (tmp_path / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\n")
-    lock = [sys.executable, "-m", "tfdock", "lock"]
-    first = subprocess.run(lock, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    first = tfdock("lock", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = {name: (tmp_path / name).read_bytes() for name in LOCKS}
     (tmp_path / "requirements.in").write_text("six\nidna\n")  # the CPU compile would change
     (tmp_path / "requirements-gpu.in").write_text(
         "-c requirements.txt\n-r requirements.in\nsix<1.10\n"  # conflicts with the CPU pin
     )
-    failed = subprocess.run(lock, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    failed = tfdock("lock", cwd=tmp_path)
     assert failed.returncode != 0
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith(
@@ -158,12 +155,12 @@ def test_a_failed_gpu_compile_leaves_both_locks_as_they_were(tmp_path):
     ), "no temporary file is left"
 
 
-def _tiny_project(folder: Path) -> list[str]:
-    """Two .in files naming only `six`; return the command that locks them."""
+def _lock_tiny_project(folder: Path) -> subprocess.CompletedProcess:
+    """Write two .in files naming only `six` into FOLDER and run `tfdock lock` there."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "requirements.in").write_text("six\n")
     (folder / "requirements-gpu.in").write_text("-c requirements.txt\n-r requirements.in\n")
-    return [sys.executable, "-m", "tfdock", "lock"]
+    return tfdock("lock", cwd=folder)
 
 
 def _fake_six(folder: Path) -> Path:
@@ -180,9 +177,7 @@ def test_local_find_links_extra_index_and_constraints_do_not_change_the_lock(tmp
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", wheels.as_uri())
     monkeypatch.setenv("PIP_CONSTRAINT", str(constraints))
     project = tmp_path / "project"
-    result = subprocess.run(
-        _tiny_project(project), cwd=project, capture_output=True, text=True, timeout=600
-    )
+    result = _lock_tiny_project(project)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in LOCKS:
         lock = read_lock(project / name)
@@ -197,9 +192,7 @@ def test_the_users_index_url_timeout_and_retries_pass_through(tmp_path, monkeypa
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "5")
     project = tmp_path / "project"
-    result = subprocess.run(
-        _tiny_project(project), cwd=project, capture_output=True, text=True, timeout=600
-    )
+    result = _lock_tiny_project(project)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         "tfdock: error: pip-compile could not compile requirements.txt from "

@@ -29,13 +29,13 @@ from tests.integration.containers import (
     record_artifact,
     run,
 )
-from tests.integration.registry import registry_get, serve_registry
-from tests.integration.test_devcontainer import (
+from tests.integration.devcontainers import (
     DevContainer,
-    _cli,
+    devcontainer_cli,
     devcontainer_workspace,
     fit_to_this_machine,
 )
+from tests.integration.registry import registry_get, serve_registry
 from tests.integration.test_images import LIST_DISTRIBUTIONS
 
 pytestmark = pytest.mark.container
@@ -270,7 +270,7 @@ def test_newcomer_opens_the_dev_container_from_the_pulled_image(
     tmp_path_factory, repo_root, registry, pushed, newcomer
 ):
     """`devcontainer up` with .devcontainer/pulled/ starts from the pushed image, builds nothing, verifies it."""
-    cli = _cli()
+    cli = devcontainer_cli()
     cpu_lock = _lock_sha256(repo_root, "requirements.txt")
     reference = f"{registry}/{NAMESPACE}/{MULTI}:cpu-{cpu_lock[:12]}"
     # Pulled already when the verify test ran first (then `up` is timed without the pull).

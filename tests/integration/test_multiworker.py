@@ -17,6 +17,8 @@ import keras
 import pytest
 
 from tests.child_output import wait_for_line
+from tests.commands import TFDOCK, make, run, start, tfdock
+from tests.run_folders import FINISHED_RUN
 
 
 @pytest.mark.slow
@@ -25,36 +27,16 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     runs = tmp_path / "runs"
-    env = {**os.environ, "TFDOCK_DATA": str(mnist_dir), "TMPDIR": str(scratch)}
-    result = subprocess.run(
-        [
-            "make",
-            "-C",
-            str(repo_root),
-            "train-multiworker",
-            "WORKERS=2",
-            "EPOCHS=1",
-            f"RUNS={runs}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    env = {"TFDOCK_DATA": str(mnist_dir), "TMPDIR": str(scratch)}
+    result = make(repo_root, "train-multiworker", "WORKERS=2", "EPOCHS=1", f"RUNS={runs}",
+                  env=env, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "[worker 1] tfdock: worker 1 finished; the chief writes the artifacts." in out
     assert "2 replica(s) x batch 32 = global batch 64" in out
     assert "tfdock: all 2 workers finished" in out
     (run_dir,) = runs.iterdir()
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "backup",
-        "config.json",
-        "curves.png",
-        "metrics.json",
-        "model.keras",
-        "tensorboard",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == FINISHED_RUN
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["config"]["strategy_used"] == "multi-worker"
     assert metrics["config"]["global_batch_size"] == 64
@@ -69,29 +51,17 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
     assert not list(scratch.iterdir()), "workers leave no scratch files behind"
 
 
-MULTIWORKER = [sys.executable, "-m", "tfdock", "multiworker"]
+MULTIWORKER = [*TFDOCK, "multiworker"]
 
 
-def _start_long_job(mnist_dir, output_dir, *settings, stderr):
-    """Start a two-worker job of 50 epochs, long enough to be interrupted."""
-    return subprocess.Popen(
-        [
-            *MULTIWORKER,
-            "--workers",
-            "2",
-            "--epochs",
-            "50",
-            *settings,
-            "--data",
-            str(mnist_dir),
-            "--output-dir",
-            str(output_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def _start_job(mnist_dir, output_dir, *settings, epochs=50, **options):
+    """Start a two-worker job, of 50 epochs unless told (long enough to be interrupted)."""
+    return start(
+        [*MULTIWORKER, "--workers", "2", "--epochs", str(epochs), *settings,
+         "--data", str(mnist_dir), "--output-dir", str(output_dir)],
+        env={"PYTHONUNBUFFERED": "1"},
+        **options,
+    )  # fmt: skip
 
 
 def _worker_pids_until(process, line_start: str) -> dict[int, int]:
@@ -102,18 +72,26 @@ def _worker_pids_until(process, line_start: str) -> dict[int, int]:
     return {int(index): int(pid) for index, pid in pids}
 
 
-@pytest.mark.slow
-def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
-    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
-    process = _start_long_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+def _signal_worker_1(process, line_start: str, signal_number: int) -> tuple[str, str]:
+    """Send SIGNAL_NUMBER to worker 1 once the launcher prints LINE_START; return the job's output.
+
+    The job is always ended: when it has not stopped within the bound, it is killed.
+    """
     try:
-        pid = _worker_pids_until(process, "[worker 1] Epoch 2/50")[1]
-        os.kill(pid, signal.SIGKILL)
+        pid = _worker_pids_until(process, line_start)[1]
+        os.kill(pid, signal_number)
         # A generous bound: the launcher's own grace for the others is 30 s.
-        out, err = process.communicate(timeout=180)
+        return process.communicate(timeout=180)
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
+    """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
+    process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+    out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal.SIGKILL)
     assert process.returncode == 2
     assert "Traceback" not in err
     assert "[worker 0] tfdock: error: worker 0 lost contact with another task" in out
@@ -132,14 +110,8 @@ def test_a_signal_ends_a_training_worker(
     mnist_dir, tmp_path, signal_number, ctrl_c_reaches_children
 ):
     """SIGTERM or SIGINT to one worker mid-training ends it (TensorFlow's SIGTERM handler is gone)."""
-    process = _start_long_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
-    try:
-        pid = _worker_pids_until(process, "[worker 1] Epoch 2/50")[1]
-        os.kill(pid, signal_number)
-        out, err = process.communicate(timeout=180)
-    finally:
-        process.kill()
-        process.wait()
+    process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+    out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal_number)
     assert process.returncode == 2
     how = "was killed by SIGTERM" if signal_number == signal.SIGTERM else "exited with code 130"
     assert f"tfdock: worker 1 {how}; waiting for the others to stop" in out
@@ -166,7 +138,7 @@ def test_killing_the_launcher_kills_its_workers(mnist_dir, tmp_path):
     # Small batches make an epoch long: a worker prints only at the end of one,
     # so a worker that outlives its launcher is not stopped by a write to the
     # closed pipe within the few seconds allowed below.
-    process = _start_long_job(mnist_dir, tmp_path, "--batch-size", "8", stderr=subprocess.STDOUT)
+    process = _start_job(mnist_dir, tmp_path, "--batch-size", "8", stderr=subprocess.STDOUT)
     pids: list[int] = []
     try:
         pids = list(_worker_pids_until(process, "[worker 1] Epoch 1/50").values())
@@ -187,18 +159,8 @@ def test_killing_the_launcher_kills_its_workers(mnist_dir, tmp_path):
 
 def test_launcher_refuses_bad_data_before_making_a_run_folder(tmp_path):
     """A wrong --data stops `tfdock multiworker` in one sentence, with no workers and no folder."""
-    result = subprocess.run(
-        [
-            *MULTIWORKER,
-            "--data",
-            str(tmp_path / "nowhere"),
-            "--output-dir",
-            str(tmp_path / "runs"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = tfdock("multiworker", "--data", str(tmp_path / "nowhere"),
+                    "--output-dir", str(tmp_path / "runs"))  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.startswith("tfdock: error: MNIST data not found at ")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -240,13 +202,8 @@ def test_a_port_taken_before_its_worker_listens_restarts_the_job(
 
 def test_a_worker_whose_launcher_is_gone_stops_at_once():
     """A worker that finds another parent than its launcher exits before doing anything."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock._worker", "--version"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TFDOCK_LAUNCHER_PID": "1"},
-        timeout=60,
-    )
+    result = run([sys.executable, "-m", "tfdock._worker", "--version"],
+                 env={"TFDOCK_LAUNCHER_PID": "1"})  # fmt: skip
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
@@ -280,11 +237,10 @@ def test_tasks_started_by_hand_without_run_dir_make_one_folder(mnist_dir, tmp_pa
 def _start_task(cluster: dict, index: int, mnist_dir: Path, runs: Path) -> subprocess.Popen:
     """Start task INDEX of CLUSTER by hand, as docs/distribution.md says, without --run-dir."""
     task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tfdock", "train", "--strategy", "multi-worker", "--epochs", "1",
-         "--limit", "2000", "--data", str(mnist_dir), "--output-dir", str(runs)],
-        env={**os.environ, "TF_CONFIG": json.dumps(task)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return start(
+        [*TFDOCK, "train", "--strategy", "multi-worker", "--epochs", "1", "--limit", "2000",
+         "--data", str(mnist_dir), "--output-dir", str(runs)],
+        env={"TF_CONFIG": json.dumps(task)}, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 
@@ -293,14 +249,8 @@ def test_a_job_that_fails_before_its_first_epoch_says_start_again_and_leaves_no_
     mnist_dir, tmp_path
 ):
     """A worker killed before the chief records the run: 'start the run again', no empty folder left."""
-    process = _start_long_job(mnist_dir, tmp_path, "--limit", "2000", stderr=subprocess.PIPE)
-    try:
-        pid = _worker_pids_until(process, "tfdock: worker 1 has pid")[1]
-        os.kill(pid, signal.SIGKILL)
-        out, err = process.communicate(timeout=180)
-    finally:
-        process.kill()
-        process.wait()
+    process = _start_job(mnist_dir, tmp_path, "--limit", "2000", stderr=subprocess.PIPE)
+    out, err = _signal_worker_1(process, "tfdock: worker 1 has pid", signal.SIGKILL)
     assert process.returncode == 2, out + err
     assert err.strip().splitlines()[-1] == (
         "tfdock: error: worker 1 was killed by SIGKILL; the job failed: start the run again."
@@ -313,11 +263,7 @@ def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(
     mnist_dir, tmp_path, ctrl_c_reaches_children
 ):
     """Ctrl-C in epoch 2 of `tfdock multiworker` names its --resume command; run as printed, it finishes."""
-    command = [*MULTIWORKER, "--workers", "2", "--epochs", "2", "--limit", "8000",
-               "--data", str(mnist_dir), "--output-dir", str(tmp_path)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                               start_new_session=True)  # fmt: skip
+    process = _start_job(mnist_dir, tmp_path, "--limit", "8000", epochs=2, start_new_session=True)
     try:
         _worker_pids_until(process, "[worker 0] Epoch 2/2")
         os.killpg(process.pid, signal.SIGINT)
@@ -330,7 +276,6 @@ def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(
     last = err.strip().splitlines()[-1]
     assert last == f"tfdock: interrupted; resume with `tfdock multiworker --resume {run_dir}`"
     printed = shlex.split(last.split("`")[1])
-    resumed = subprocess.run([sys.executable, "-m", "tfdock", *printed[1:]], capture_output=True,
-                             text=True, timeout=900)  # fmt: skip
+    resumed = tfdock(*printed[1:], timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file()

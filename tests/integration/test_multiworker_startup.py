@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
 import socket
-import subprocess
-import sys
-import threading
 
 import pytest
+
+from tests.child_output import wait_for_line
+from tests.commands import TFDOCK, start
+from tfdock.launch import free_loopback_ports
 
 # Generous bounds for a loaded 2-core machine: TensorFlow's import alone can take 20 s there.
 START_BOUND_SECONDS = 180
 EXIT_BOUND_SECONDS = 60
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
-    try:
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _task(mnist_dir, tmp_path, ports, index, timeout=None):
@@ -33,50 +23,18 @@ def _task(mnist_dir, tmp_path, ports, index, timeout=None):
         "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
         "task": {"type": "worker", "index": index},
     }
-    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "PYTHONUNBUFFERED": "1"}
-    env.pop("TFDOCK_STARTUP_TIMEOUT", None)
-    if timeout is not None:
-        env["TFDOCK_STARTUP_TIMEOUT"] = str(timeout)
-    command = [sys.executable, "-m", "tfdock", "train", "--epochs", "1", "--limit", "256"]
-    return subprocess.Popen(
-        [*command, "--data", str(mnist_dir), "--output-dir", str(tmp_path / "runs")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    env = {"TF_CONFIG": json.dumps(tf_config), "PYTHONUNBUFFERED": "1",
+           "TFDOCK_STARTUP_TIMEOUT": None if timeout is None else str(timeout)}  # fmt: skip
+    command = [*TFDOCK, "train", "--epochs", "1", "--limit", "256"]
+    return start(
+        [*command, "--data", str(mnist_dir), "--output-dir", str(tmp_path / "runs")], env=env
     )
 
 
-class _Lines:
-    """The lines a process prints, readable with a time limit."""
-
-    def __init__(self, stream):
-        self.seen: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for line in stream:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, start: str, timeout: float) -> str:
-        """Return the first line starting with ``start``; fail after ``timeout`` seconds."""
-        while True:
-            try:
-                line = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {start!r} line within {timeout} s: {self.seen}") from None
-            if line is None:
-                raise AssertionError(f"the output ended before {start!r}: {self.seen}")
-            self.seen.append(line)
-            if line.startswith(start):
-                return line
-
-
-def _finish(process) -> tuple[str, str]:
+def _finish(process, timeout: float = EXIT_BOUND_SECONDS) -> tuple[str, str]:
+    """Return PROCESS's (stdout, stderr) once it ends within TIMEOUT s; it is always ended."""
     try:
-        return process.communicate(timeout=EXIT_BOUND_SECONDS)
+        return process.communicate(timeout=timeout)
     finally:
         process.kill()
         process.wait()
@@ -84,13 +42,9 @@ def _finish(process) -> tuple[str, str]:
 
 def test_a_peer_that_never_starts_ends_the_wait_in_one_sentence(mnist_dir, tmp_path):
     """Worker 0 of two, worker 1 never started: it says it waits, then exits 2 naming worker 1."""
-    ports = _free_ports(2)
+    ports = free_loopback_ports(2)
     process = _task(mnist_dir, tmp_path, ports, 0, timeout=5)
-    try:
-        out, err = process.communicate(timeout=START_BOUND_SECONDS)
-    finally:
-        process.kill()
-        process.wait()
+    out, err = _finish(process, START_BOUND_SECONDS)
     assert process.returncode == 2, out + err
     assert (
         f"tfdock: worker 0 is waiting up to 5 s (TFDOCK_STARTUP_TIMEOUT) for worker 1 "
@@ -111,10 +65,9 @@ def test_ctrl_c_and_sigterm_end_the_wait_for_peers(
     mnist_dir, tmp_path, signal_number, returncode, ctrl_c_reaches_children
 ):
     """While worker 0 waits for a worker 1 that never starts, SIGINT or SIGTERM ends it at once."""
-    process = _task(mnist_dir, tmp_path, _free_ports(2), 0)
-    lines = _Lines(process.stdout)
+    process = _task(mnist_dir, tmp_path, free_loopback_ports(2), 0)
     try:
-        lines.wait_for("tfdock: worker 0 is waiting up to 300 s", START_BOUND_SECONDS)
+        wait_for_line(process, "^tfdock: worker 0 is waiting up to 300 s", START_BOUND_SECONDS)
         process.send_signal(signal_number)
         process.wait(timeout=EXIT_BOUND_SECONDS)
     finally:
@@ -127,14 +80,10 @@ def test_ctrl_c_and_sigterm_end_the_wait_for_peers(
 
 def test_a_peer_port_that_never_joins_is_named(mnist_dir, tmp_path):
     """Worker 1's port answers but no tfdock joins: TensorFlow gives up in time, worker 1 is named."""
-    ports = _free_ports(2)
+    ports = free_loopback_ports(2)
     with socket.create_server(("127.0.0.1", ports[1])):
         process = _task(mnist_dir, tmp_path, ports, 0, timeout=5)
-        try:
-            _, err = process.communicate(timeout=START_BOUND_SECONDS)
-        finally:
-            process.kill()
-            process.wait()
+        _, err = _finish(process, START_BOUND_SECONDS)
     assert process.returncode == 2
     assert (
         f"tfdock: error: worker 0 could not join the multi-worker job: worker 1 "
@@ -145,14 +94,10 @@ def test_a_peer_port_that_never_joins_is_named(mnist_dir, tmp_path):
 
 def test_a_taken_port_of_its_own_is_one_sentence(mnist_dir, tmp_path):
     """Another program on this task's own port: exit 75 (try again elsewhere), one sentence."""
-    ports = _free_ports(2)
+    ports = free_loopback_ports(2)
     with socket.create_server(("127.0.0.1", ports[0])):
         process = _task(mnist_dir, tmp_path, ports, 0)
-        try:
-            out, err = process.communicate(timeout=START_BOUND_SECONDS)
-        finally:
-            process.kill()
-            process.wait()
+        out, err = _finish(process, START_BOUND_SECONDS)
     assert process.returncode == 75, out + err
     assert err.splitlines() == [
         f"tfdock: error: port {ports[0]} of worker 0 (127.0.0.1:{ports[0]} in TF_CONFIG) is "
@@ -163,7 +108,7 @@ def test_a_taken_port_of_its_own_is_one_sentence(mnist_dir, tmp_path):
 
 def test_a_bad_startup_timeout_is_refused_before_any_folder(mnist_dir, tmp_path):
     """TFDOCK_STARTUP_TIMEOUT=abc is one sentence, and no run folder is made."""
-    process = _task(mnist_dir, tmp_path, _free_ports(2), 0, timeout="abc")
+    process = _task(mnist_dir, tmp_path, free_loopback_ports(2), 0, timeout="abc")
     _, err = _finish(process)
     assert process.returncode == 2
     assert err.splitlines() == [

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tomllib
 import venv
 
 import pytest
 from packaging.requirements import Requirement
 
+from tests.commands import run, tfdock
 from tfdock.lock import lock_drift, read_lock
 from tfdock.lock_check import index_answers
 from tfdock.lock_compile import pip_compile_environment
@@ -27,6 +26,11 @@ def index_environment():
     return environment
 
 
+def _lock_check(folder):
+    """`tfdock lock-check` in FOLDER, recompiling its requirements.in against the index."""
+    return tfdock("lock-check", cwd=folder, timeout=1200)
+
+
 def test_lock_check_catches_a_hand_changed_pin_that_kept_its_hashes(
     repo_root, tmp_path, index_environment
 ):
@@ -40,13 +44,7 @@ def test_lock_check_catches_a_hand_changed_pin_that_kept_its_hashes(
     assert lock_drift(tmp_path / "requirements.in", read_lock(lock_path)) == [], (
         "offline, the edit is invisible"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock", "lock-check"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=1200,
-    )
+    result = _lock_check(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
         f"requirements.txt: six=={other} has hashes that are not those of its files on the "
@@ -64,13 +62,7 @@ def test_lock_check_names_why_pip_compile_failed(tmp_path, index_environment):
         f"    --hash=sha256:{'0' * 64}\n"
         "    # via -r requirements.in\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock", "lock-check"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=1200,
-    )
+    result = _lock_check(tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == (
         "tfdock: error: pip-compile could not compile requirements.in (No matching distribution "
@@ -92,13 +84,7 @@ def test_the_oldest_setuptools_the_project_allows_builds_it(repo_root, tmp_path,
     python = str(tmp_path / "venv" / "bin" / "python")
 
     def pip(*args):
-        return subprocess.run(
-            [python, "-m", "pip", "--quiet", *args],
-            capture_output=True,
-            text=True,
-            env=index_environment,
-            timeout=600,
-        )
+        return run([python, "-m", "pip", "--quiet", *args], env=index_environment, inherit=False)
 
     series = f"setuptools>={floor},<{int(floor.split('.')[0]) + 1}"  # 77.0.0 itself is yanked
     installed = pip("install", series, "wheel")

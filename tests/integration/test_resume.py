@@ -8,18 +8,14 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from tests.child_output import wait_for_line
+from tests.commands import TFDOCK, run, start, tfdock
 
 EPOCHS = 3
-
-
-def _wait_for_line(process, pattern, timeout):
-    """Read the process's output until a line matches; return everything read so far."""
-    return wait_for_line(process, pattern, timeout)
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}  # each line as it is printed, for wait_for_line
 
 
 @pytest.mark.slow
@@ -29,21 +25,15 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
     The resumed run ends exactly where the same run without the kill ends: every
     epoch's numbers and the test figures are equal, bit for bit.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # One step per call makes an epoch long enough (seconds) to be killed in the middle of.
-    command = [sys.executable, "-m", "tfdock", "train", "--data", str(mnist_dir)]
+    command = ["train", "--data", str(mnist_dir)]
     settings = ["--epochs", str(EPOCHS), "--limit", "30000", "--steps-per-execution", "1"]
     killed_dir, straight_dir = tmp_path / "killed", tmp_path / "straight"
-    first = subprocess.Popen(
-        [*command, *settings, "--output-dir", str(killed_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    first = start([*TFDOCK, *command, *settings, "--output-dir", str(killed_dir)],
+                  stderr=subprocess.STDOUT, env=UNBUFFERED)  # fmt: skip
     try:
         # Epoch 1's backup is written before epoch 2 starts: kill as soon as it has.
-        _wait_for_line(first, rf"^Epoch 2/{EPOCHS}$", timeout=300)
+        wait_for_line(first, rf"^Epoch 2/{EPOCHS}$", timeout=300)
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
@@ -53,13 +43,7 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
     state = json.loads((run_dir / "backup" / "state.json").read_text())
     assert state["completed_epochs"] == 1, "the kill landed in the middle of epoch 2"
 
-    resumed = subprocess.run(
-        [*command, "--resume", str(run_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    resumed = tfdock(*command, "--resume", str(run_dir), env=UNBUFFERED)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"resuming after epoch 1 of {EPOCHS}" in resumed.stdout
     started = re.findall(rf"^Epoch (\d)/{EPOCHS}$", resumed.stdout, re.MULTILINE)
@@ -71,13 +55,7 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
     assert metrics["test"]["accuracy"] >= 0.95
     assert not list(run_dir.rglob(".*.tmp*")), "no temporary files are left behind"
 
-    straight = subprocess.run(
-        [*command, *settings, "--output-dir", str(straight_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    straight = tfdock(*command, *settings, "--output-dir", str(straight_dir), env=UNBUFFERED)
     assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
     (straight_run,) = straight_dir.iterdir()
     uninterrupted = json.loads((straight_run / "metrics.json").read_text())
@@ -91,18 +69,11 @@ def test_killed_run_resumes_without_repeating_epochs(tmp_path, mnist_dir):
 @pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run(tmp_path, mnist_dir):
     """Ctrl-C during epoch 2 ends in one line naming the resume command; run as printed, it finishes."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     settings = ["--epochs", "2", "--limit", "30000", "--steps-per-execution", "1"]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tfdock", "train", "--data", str(mnist_dir), *settings,
-         "--output-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )  # fmt: skip
+    first = start([*TFDOCK, "train", "--data", str(mnist_dir), *settings,
+                   "--output-dir", str(tmp_path)], env=UNBUFFERED)  # fmt: skip
     try:
-        _wait_for_line(first, r"^Epoch 2/2$", timeout=300)
+        wait_for_line(first, r"^Epoch 2/2$", timeout=300)
         first.send_signal(signal.SIGINT)
         stderr = first.communicate(timeout=120)[1]
     finally:
@@ -115,13 +86,7 @@ def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run(tmp_path, m
     )
     printed = shlex.split(stderr.splitlines()[-1].split("`")[1])
     assert printed[0] == "tfdock"
-    resumed = subprocess.run(
-        [sys.executable, "-m", "tfdock", *printed[1:]],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    resumed = tfdock(*printed[1:], env=UNBUFFERED)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming after epoch 1 of 2" in resumed.stdout
     assert (run_dir / "metrics.json").is_file()
@@ -132,47 +97,28 @@ def _snapshot(folder):
 
 
 @pytest.mark.slow
-def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(tmp_path, mnist_dir):
+def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(
+    tmp_path, mnist_dir, mnist, mnist_npz
+):
     """Two runs into one --run-dir at once: the second is refused; the first finishes intact.
 
     The first run is stopped (SIGSTOP) once it has started, so that it holds its
     folder for as long as the second one takes, however slow the machine.
     """
-    import numpy as np
-
-    from tfdock.data import load_mnist
-
-    mnist = load_mnist(mnist_dir)
-    other_data = tmp_path / "mnist.npz"
-    np.savez(
-        other_data,
-        x_train=mnist.x_train,
-        y_train=mnist.y_train,
-        x_test=mnist.x_test,
-        y_test=mnist.y_test,
-    )
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "tfdock", "train", "--epochs", str(EPOCHS), "--limit", "2000"]
-    command += ["--run-dir", str(run_dir)]
-    first = subprocess.Popen(
-        [*command, "--data", str(mnist_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    command = ["train", "--epochs", str(EPOCHS), "--limit", "2000", "--run-dir", str(run_dir)]
+    first = start([*TFDOCK, *command, "--data", str(mnist_dir)], stderr=subprocess.STDOUT,
+                  env=UNBUFFERED)  # fmt: skip
     try:
-        _wait_for_line(first, r"^tfdock: training on ", timeout=300)
+        wait_for_line(first, r"^tfdock: training on ", timeout=300)
         first.send_signal(signal.SIGSTOP)
         try:
             before = _snapshot(run_dir)
             for others, refusal in (
-                (["--data", str(other_data), "--loop", "fit"], "was trained on other data"),
+                (["--data", str(mnist_npz), "--loop", "fit"], "was trained on other data"),
                 (["--data", str(mnist_dir), "--loop", "fit"], f"(pid {first.pid}) is writing"),
             ):
-                second = subprocess.run(
-                    [*command, *others], capture_output=True, text=True, timeout=300
-                )
+                second = tfdock(*command, *others)
                 assert second.returncode == 2, second.stdout + second.stderr
                 lines = second.stderr.strip().splitlines()
                 assert len(lines) == 1 and refusal in lines[0], second.stderr
@@ -197,10 +143,9 @@ def test_a_second_run_into_a_busy_run_dir_is_refused_and_touches_nothing(tmp_pat
 
 def interrupt_in_epoch_2(command: list[str], **popen) -> tuple[int, str]:
     """Start COMMAND (a make target) in its own session; Ctrl-C it in epoch 2; return (code, stderr)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, **popen)  # fmt: skip
+    process = start(command, start_new_session=True, **popen)
     try:
-        _wait_for_line(process, r"Epoch 2/2", timeout=600)
+        wait_for_line(process, r"Epoch 2/2", timeout=600)
         os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         stderr = process.communicate(timeout=180)[1]
     finally:
@@ -223,7 +168,7 @@ def test_ctrl_c_in_make_train_names_the_make_command_that_finishes_the_run(
     code, stderr = interrupt_in_epoch_2(
         ["make", "-C", str(repo_root), "train", "EPOCHS=2", f"RUNS={runs}",
          f"TFDOCK_DATA={mnist_dir}", "TRAIN_FLAGS=--limit 30000 --steps-per-execution 1"],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=UNBUFFERED,
     )  # fmt: skip
     (run_dir,) = runs.iterdir()
     assert code != 0
@@ -231,8 +176,7 @@ def test_ctrl_c_in_make_train_names_the_make_command_that_finishes_the_run(
     assert line == (
         f"tfdock: interrupted; resume with `make train RESUME={run_dir} TFDOCK_DATA={mnist_dir}`"
     )
-    resumed = subprocess.run(["bash", "-c", line.split("`")[1]], cwd=repo_root,
-                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    resumed = run(["bash", "-c", line.split("`")[1]], cwd=repo_root, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming after epoch 1 of 2" in resumed.stdout
     assert (run_dir / "metrics.json").is_file()

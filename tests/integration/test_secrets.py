@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import shutil
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.commands import run, tfdock
 
 SECRET = "s3cretPW-planted-4f2a"
 TOKEN = "tok3n-planted-9c1e"
@@ -55,13 +55,9 @@ def _index(status: int, context: ssl.SSLContext | None = None) -> Iterator[str]:
         server.server_close()
 
 
-def _tfdock(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PIP_RETRIES": "0", **env}
-    environment.pop("PIP_CONFIG_FILE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "tfdock", *args],
-        cwd=cwd, env=environment, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+def _tfdock_planted(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `tfdock ARGS` in CWD with the planted settings ENV, no pip retries, no PIP_CONFIG_FILE."""
+    return tfdock(*args, cwd=cwd, env={"PIP_RETRIES": "0", **env, "PIP_CONFIG_FILE": None})
 
 
 def _no_secret(result: subprocess.CompletedProcess) -> None:
@@ -85,7 +81,7 @@ def test_lock_check_against_an_index_that_refuses_names_index_url(locks, status,
     """401/403 is one sentence naming index-url, exit 2, never 'did not answer', never the secret."""
     with _index(status) as address:
         url = f"http://{credentials}@{address}/simple"
-        result = _tfdock(locks, "lock-check", "requirements.in", "requirements.txt",
+        result = _tfdock_planted(locks, "lock-check", "requirements.in", "requirements.txt",
                          PIP_INDEX_URL=url)  # fmt: skip
     _no_secret(result)
     assert result.returncode == 2
@@ -112,7 +108,7 @@ def test_lock_check_against_an_untrusted_certificate_names_cert(locks, tmp_path)
     context.load_cert_chain(cert, key)
     with _index(404, context) as address:
         url = f"https://alice:{SECRET}@{address}/simple"
-        result = _tfdock(locks, "lock-check", "requirements.in", "requirements.txt",
+        result = _tfdock_planted(locks, "lock-check", "requirements.in", "requirements.txt",
                          PIP_INDEX_URL=url)  # fmt: skip
     _no_secret(result)
     assert result.returncode == 2
@@ -123,7 +119,7 @@ def test_lock_check_against_an_untrusted_certificate_names_cert(locks, tmp_path)
 
 def test_lock_check_with_an_index_that_is_not_there_checks_the_structure(locks):
     """No server at all is 'did not answer': the structure is checked, exit 0, no secret shown."""
-    result = _tfdock(locks, "lock-check", "requirements.in", "requirements.txt",
+    result = _tfdock_planted(locks, "lock-check", "requirements.in", "requirements.txt",
                      PIP_INDEX_URL=f"http://alice:{SECRET}@127.0.0.1:9/simple")  # fmt: skip
     _no_secret(result)
     assert result.returncode == 0, result.stderr
@@ -133,7 +129,9 @@ def test_lock_check_with_an_index_that_is_not_there_checks_the_structure(locks):
 def test_lock_against_an_index_that_refuses_shows_no_secret(locks):
     """`tfdock lock` (make lock) fails in one sentence naming the index without its credentials."""
     with _index(401) as address:
-        result = _tfdock(locks, "lock", PIP_INDEX_URL=f"http://alice:{SECRET}@{address}/simple")
+        result = _tfdock_planted(
+            locks, "lock", PIP_INDEX_URL=f"http://alice:{SECRET}@{address}/simple"
+        )
     _no_secret(result)
     assert result.returncode != 0
     assert f"from http://{address}/simple" in result.stderr
@@ -144,15 +142,12 @@ def test_lock_against_an_index_that_refuses_shows_no_secret(locks):
 
 def test_doctor_and_push_never_print_a_secret(repo_root):
     """doctor with a planted index URL, and push given a REGISTRY with credentials, print neither."""
-    environment = {**os.environ, "PIP_INDEX_URL": f"https://alice:{SECRET}@idx.example/simple",
+    environment = {"PIP_INDEX_URL": f"https://alice:{SECRET}@idx.example/simple",
                    "ENGINE": "no-such-engine"}  # fmt: skip
-    doctor = subprocess.run(["bash", "scripts/doctor.sh"], cwd=repo_root, env=environment,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    doctor = run(["bash", "scripts/doctor.sh"], cwd=repo_root, env=environment)
     _no_secret(doctor)
-    push = subprocess.run(
-        ["bash", "scripts/push-images.sh"], cwd=repo_root, capture_output=True, text=True,
-        env={**environment, "REGISTRY": f"alice:{SECRET}@registry.example.com/team"}, timeout=60,
-    )  # fmt: skip
+    push = run(["bash", "scripts/push-images.sh"], cwd=repo_root,
+               env={**environment, "REGISTRY": f"alice:{SECRET}@registry.example.com/team"})  # fmt: skip
     _no_secret(push)
     assert push.returncode == 2
     assert push.stderr.strip().startswith("push: REGISTRY holds credentials")
@@ -161,6 +156,8 @@ def test_doctor_and_push_never_print_a_secret(repo_root):
 @pytest.mark.slow
 def test_verify_never_prints_a_secret(repo_root):
     """`tfdock verify` with credentials in the index URL prints none of them."""
-    result = _tfdock(repo_root, "verify", PIP_INDEX_URL=f"https://{TOKEN}@idx.example/simple")
+    result = _tfdock_planted(
+        repo_root, "verify", PIP_INDEX_URL=f"https://{TOKEN}@idx.example/simple"
+    )
     _no_secret(result)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

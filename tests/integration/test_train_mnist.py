@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
-import subprocess
 
 import pytest
 
+from tests.commands import make
 from tfdock.data import IDX_FILES
 from tfdock.lock import read_lock
 
@@ -18,14 +17,8 @@ from tfdock.lock import read_lock
 @pytest.mark.slow
 def test_make_train_reaches_97_percent_and_writes_artifacts(repo_root, mnist_dir, tmp_path):
     """Five epochs on the 60,000 images give >= 97% test accuracy and a complete run folder."""
-    env = {**os.environ, "TFDOCK_DATA": str(mnist_dir)}
-    result = subprocess.run(
-        ["make", "-C", str(repo_root), "train", f"RUNS={tmp_path}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    result = make(repo_root, "train", f"RUNS={tmp_path}", env={"TFDOCK_DATA": str(mnist_dir)},
+                  timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert len(re.findall(r"^Epoch \d/5$", result.stdout, re.MULTILINE)) == 5
     (run_dir,) = tmp_path.iterdir()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,30 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import make, run, tfdock
 from tests.integration.containers import ALL_CHECKS_PASSED, record_artifact
 from tfdock.lock import read_lock
 
 VENV_PYTHON = Path(sys.prefix) / "bin" / "python"
 
 
-def _make(repo_root, *args, env_extra=None, timeout=600):
-    return subprocess.run(
-        ["make", "-C", str(repo_root), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env_extra,
-    )
-
-
 def test_second_setup_is_a_noop(repo_root):
     """A second `make setup` runs nothing: make finds the venv up to date and touches nothing."""
-    _make(repo_root, "setup")
+    make(repo_root, "setup")
     stamp = repo_root / ".venv" / ".tfdock-installed"
     before = stamp.stat().st_mtime_ns
     started = time.perf_counter()
     # make's own message, untranslated whatever the host's locale.
-    result = _make(repo_root, "setup", env_extra={**os.environ, "LC_ALL": "C"})
+    result = make(repo_root, "setup", env={"LC_ALL": "C"})
     record_artifact("venv.json", "noop_setup_seconds", round(time.perf_counter() - started, 3))
     assert result.returncode == 0
     assert "Nothing to be done for 'setup'" in result.stdout
@@ -45,7 +35,7 @@ def test_second_setup_is_a_noop(repo_root):
 
 def test_make_verify_passes_and_reports_cpu(repo_root):
     """`make verify` passes every check in the venv and reports the devices."""
-    result = _make(repo_root, "verify")
+    result = make(repo_root, "verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
     assert f"tensorflow {read_lock(repo_root / 'requirements.txt').pins['tensorflow']}," in (
@@ -54,15 +44,9 @@ def test_make_verify_passes_and_reports_cpu(repo_root):
     assert "cuInit" not in result.stderr and "I0000" not in result.stderr
 
 
-def test_verify_json_and_require_gpu(repo_root, tfdock_cmd):
+def test_verify_json_and_require_gpu(repo_root):
     """--json gives machine-readable checks; --require-gpu fails without a GPU."""
-    result = subprocess.run(
-        [*tfdock_cmd, "verify", "--json", "--require-gpu"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = tfdock("verify", "--json", "--require-gpu", cwd=repo_root)
     report = json.loads(result.stdout)
     gpu = next(c for c in report["checks"] if c["name"] == "gpu")
     if report["tensorflow"]["gpus"]:
@@ -92,18 +76,10 @@ def test_verify_names_added_removed_and_changed_packages(repo_root, tmp_path):
     probe = _build_probe_package(tmp_path / "probe")
     subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(probe)], check=True)
     subprocess.run([*pip, "uninstall", "--yes", "send2trash"], check=True)
-    changed = subprocess.run(
-        [*pip, "install", "--no-deps", "six==1.16.0"], capture_output=True, text=True
-    )
+    changed = run([*pip, "install", "--no-deps", "six==1.16.0"])
     if changed.returncode != 0:
         pytest.skip(f"cannot reach the package index to install six==1.16.0: {changed.stderr}")
-    result = subprocess.run(
-        [str(copy / "bin" / "python"), "-m", "tfdock", "verify"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run([copy / "bin" / "python", "-m", "tfdock", "verify"], cwd=repo_root)
     assert result.returncode == 1
     packages = next(line for line in result.stdout.splitlines() if "packages" in line)
     assert packages.startswith("FAIL")
@@ -112,13 +88,7 @@ def test_verify_names_added_removed_and_changed_packages(repo_root, tmp_path):
     assert "different: six is 1.16.0, the lock pins 1.17.0" in packages
     # The real venv is untouched.
     assert shutil.which("python", path=str(VENV_PYTHON.parent))
-    clean = subprocess.run(
-        [str(VENV_PYTHON), "-m", "tfdock", "verify", "--json"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    clean = run([VENV_PYTHON, "-m", "tfdock", "verify", "--json"], cwd=repo_root)
     assert json.loads(clean.stdout)["ok"] is True
 
 
@@ -129,11 +99,7 @@ def _other_python() -> str | None:
         str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.1[023]*/bin/python3"))
     ]
     for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-        )
+        probe = run([candidate, "-c", "import sys; print(sys.version_info[:2])"])
         if probe.returncode == 0 and probe.stdout.strip() != "(3, 11)":
             return candidate
     return None
@@ -145,7 +111,7 @@ def test_setup_with_wrong_python_says_which_is_needed(repo_root, tmp_path):
     if other is None:
         pytest.skip("no Python other than 3.11 on this machine to try")
     venv = tmp_path / "venv"
-    result = _make(repo_root, "setup", f"PYTHON={other}", f"VENV={venv}")
+    result = make(repo_root, "setup", f"PYTHON={other}", f"VENV={venv}")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert any(
@@ -157,7 +123,7 @@ def test_setup_with_wrong_python_says_which_is_needed(repo_root, tmp_path):
 
 def test_setup_with_missing_python_is_one_sentence(repo_root, tmp_path):
     """A PYTHON that does not exist is named, with the install command."""
-    result = _make(repo_root, "setup", "PYTHON=/nonexistent/python3.11", f"VENV={tmp_path / 'v'}")
+    result = make(repo_root, "setup", "PYTHON=/nonexistent/python3.11", f"VENV={tmp_path / 'v'}")
     assert result.returncode != 0
     assert "setup: '/nonexistent/python3.11' was not found, and tfdock needs Python 3.11" in (
         result.stderr

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from tests.commands import make, run
 from tests.integration.containers import (
     ARTIFACTS,
     LOCKED_TENSORFLOW,
@@ -20,23 +20,13 @@ from tests.integration.containers import (
 VENV = Path(sys.prefix)
 
 
-def _make(repo_root: Path, *args: str, stdin: str | None = None, timeout: int = 600):
-    return subprocess.run(
-        ["make", "-C", str(repo_root), *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=timeout,
-    )
-
-
 def test_make_run_runs_your_script_in_the_venv(repo_root):
     """`make run CMD='python script.py OUT'` runs a TensorFlow script with the venv's Python; the file it writes is yours."""
     folder = ARTIFACTS / f"own-script-{uuid.uuid4().hex[:8]}"
     script = write_own_script(folder)
     out = folder / "venv.txt"
     relative = os.path.relpath
-    result = _make(
+    result = make(
         repo_root, "run", f"CMD=python {relative(script, repo_root)} {relative(out, repo_root)}"
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -48,15 +38,15 @@ def test_make_run_runs_your_script_in_the_venv(repo_root):
 
 def test_make_run_passes_the_exit_code_and_needs_cmd(repo_root):
     """`make run` fails with its command's failure, and without CMD says in one sentence what to give."""
-    assert _make(repo_root, "run", "CMD=exit 3").returncode != 0
-    result = _make(repo_root, "run")
+    assert make(repo_root, "run", "CMD=exit 3").returncode != 0
+    result = make(repo_root, "run")
     assert result.returncode != 0
     assert "make run: say what to run, e.g. make run CMD='python my_script.py'" in result.stderr
 
 
 def test_make_shell_puts_the_venv_first(repo_root):
     """In `make shell`, python is the venv's, even after a ~/.bashrc that changes PATH."""
-    result = _make(repo_root, "shell", stdin='python -c "import sys; print(sys.prefix)"\n')
+    result = make(repo_root, "shell", input='python -c "import sys; print(sys.prefix)"\n')
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(VENV) in result.stdout.splitlines()
 
@@ -64,7 +54,7 @@ def test_make_shell_puts_the_venv_first(repo_root):
 def test_upgrade_of_a_package_in_no_lock_is_one_sentence(repo_root):
     """`make upgrade PACKAGE=x` for a package in neither lock says how to add it, and changes nothing."""
     before = (repo_root / "requirements.txt").read_bytes()
-    result = _make(repo_root, "upgrade", "PACKAGE=surely-not-in-the-lock")
+    result = make(repo_root, "upgrade", "PACKAGE=surely-not-in-the-lock")
     assert result.returncode != 0
     assert (
         "tfdock: error: surely-not-in-the-lock is in neither lock: to add it, name it in "
@@ -84,14 +74,8 @@ def _git(folder: Path, *args: str, timeout: int = 600):
         "GIT_CONFIG_GLOBAL": "/dev/null",
         "GIT_CONFIG_NOSYSTEM": "1",
     }
-    return subprocess.run(
-        ["git", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **identity, "PRE_COMMIT_HOME": str(folder.parent / "pre-commit")},
-    )
+    return run(["git", *args], cwd=folder, timeout=timeout,
+               env={**identity, "PRE_COMMIT_HOME": str(folder.parent / "pre-commit")})  # fmt: skip
 
 
 def test_pre_commit_hook_runs_make_check(repo_root, tmp_path):
@@ -105,9 +89,7 @@ def test_pre_commit_hook_runs_make_check(repo_root, tmp_path):
     assert _git(clone, "init", "--quiet").returncode == 0
     _git(clone, "add", "--all")
     assert _git(clone, "commit", "--quiet", "-m", "start").returncode == 0
-    installed = subprocess.run(
-        [str(VENV / "bin" / "pre-commit"), "install"], cwd=clone, capture_output=True, text=True
-    )
+    installed = run([VENV / "bin" / "pre-commit", "install"], cwd=clone)
     assert installed.returncode == 0, installed.stderr
 
     (clone / "src" / "tfdock" / "unused.py").write_text("import os\n")

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
 import pytest
 
+from tests.commands import run, tfdock
 from tfdock.cli import main
-
-
-def _run(*args, env=None, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "tfdock", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def test_help_is_instant_and_does_not_import_tensorflow():
     """`tfdock --help` lists every command without loading TensorFlow or Keras."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "tfdock", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run([sys.executable, "-X", "importtime", "-m", "tfdock", "--help"])
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^    ([a-z][-a-z]*)", result.stdout, re.M)
     assert listed == [
@@ -55,7 +39,9 @@ def test_help_is_instant_and_does_not_import_tensorflow():
 
 def test_missing_data_is_one_sentence(tmp_path):
     """Training with a data path that does not exist exits 2 with one line and no traceback."""
-    result = _run("train", "--data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "runs"))
+    result = tfdock(
+        "train", "--data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "runs")
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
@@ -107,14 +93,14 @@ def test_limit_smaller_than_a_batch_is_refused(tmp_path, mnist_dir, capsys):
 
 def test_verify_without_lock_is_one_sentence(tmp_path):
     """`tfdock verify` outside the repository says where the lock is expected."""
-    result = _run("verify", cwd=tmp_path)
+    result = tfdock("verify", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "the lock requirements.txt does not exist" in result.stderr
 
 
 def test_lock_check_passes_on_the_committed_lock(repo_root):
     """`tfdock lock-check --offline` accepts the committed pair (test_packaging.py recompiles it)."""
-    result = _run("lock-check", "--offline", cwd=repo_root)
+    result = tfdock("lock-check", "--offline", cwd=repo_root)
     assert result.returncode == 0, result.stderr
     assert "requirements.txt matches requirements.in" in result.stdout
 
@@ -125,7 +111,7 @@ def test_lock_check_fails_on_drift(repo_root, tmp_path):
         (repo_root / "requirements.in").read_text() + "scikit-learn\n"
     )
     (tmp_path / "requirements.txt").write_text((repo_root / "requirements.txt").read_text())
-    result = _run("lock-check", cwd=tmp_path)
+    result = tfdock("lock-check", cwd=tmp_path)
     assert result.returncode == 1
     assert "scikit-learn is in requirements.in but not pinned" in result.stderr
     assert "run `make lock`" in result.stderr

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
+from tests.commands import tfdock
 from tfdock.container import stale_container_message
 
 
@@ -62,16 +59,8 @@ def test_verify_refuses_a_stale_container_in_one_sentence(locks, repo_root):
     """`tfdock verify` in a container older than the lock exits non-zero with that one sentence, before any check."""
     image_lock, workspace_lock = locks
     workspace_lock.write_text(workspace_lock.read_text() + "# a teammate's change\n")
-    environment = {**os.environ, **_environ(image_lock, workspace_lock)}
-    for command in (["verify"], ["container-check"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "tfdock", *command],
-            cwd=repo_root,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    for command in ("verify", "container-check"):
+        result = tfdock(command, cwd=repo_root, env=_environ(image_lock, workspace_lock))
         assert result.returncode != 0
         assert result.stdout == ""
         (line,) = result.stderr.strip().splitlines()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.commands import tfdock
 from tfdock.distribute import lost_worker_reason, read_cluster, resolve_strategy
 from tfdock.errors import TfdockError
 
@@ -83,21 +82,8 @@ def test_cli_malformed_tf_config_exits_2_without_traceback(tmp_path, mnist_dir):
     """`tfdock train` with a broken TF_CONFIG prints one line, exits 2, and writes nothing."""
     env = {"PATH": "/usr/bin:/bin", "TF_CONFIG": "{oops"}
     runs = tmp_path / "runs"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfdock",
-            "train",
-            "--data",
-            str(mnist_dir),
-            "--output-dir",
-            str(runs),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    result = tfdock(
+        "train", "--data", str(mnist_dir), "--output-dir", str(runs), env=env, inherit=False
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

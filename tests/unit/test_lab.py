@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 
+from tests.commands import tfdock
 from tfdock.errors import TfdockError
 from tfdock.lab import check_port_free
 
@@ -53,13 +51,7 @@ def test_an_ipv6_address_is_probed_as_ipv6(ipv6_port):
 
 def test_lab_health_with_a_bad_port_is_one_sentence():
     """TFDOCK_LAB_PORT=abc is named in one sentence, with no traceback."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock", "lab-health"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TFDOCK_LAB_PORT": "abc"},
-        timeout=60,
-    )
+    result = tfdock("lab-health", env={"TFDOCK_LAB_PORT": "abc"})
     assert result.returncode == 2
     assert result.stderr == (
         "tfdock: error: TFDOCK_LAB_PORT=abc is not a TCP port; set it to the lab's port "

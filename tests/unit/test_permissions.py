@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
+from tests.commands import one_error_line, tfdock
 from tfdock.data import IDX_FILES
 
 # Root ignores file permissions; without these two capabilities it obeys them as any user does
@@ -19,21 +18,9 @@ OBEYING_PERMISSIONS = (
 )
 
 
-def _tfdock(*args):
-    return subprocess.run(
-        [*OBEYING_PERMISSIONS, sys.executable, "-m", "tfdock", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _one_error_line(result):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tfdock: error: "), result.stderr
-    return lines[0]
+def _refused(*args: str) -> str:
+    """Run `tfdock ARGS` as a user who obeys permissions; return its one error line."""
+    return one_error_line(tfdock(*args, prefix=OBEYING_PERMISSIONS))
 
 
 @pytest.fixture
@@ -68,9 +55,7 @@ def _says_permission_denied(line):
 def test_unreadable_data_folder_says_permission_denied(tmp_path, mnist_copy, locked):
     """--data on a folder this user may not open says permission denied, not missing files."""
     locked(mnist_copy, 0o000)
-    line = _one_error_line(
-        _tfdock("train", "--data", str(mnist_copy), "--output-dir", str(tmp_path / "runs"))
-    )
+    line = _refused("train", "--data", str(mnist_copy), "--output-dir", str(tmp_path / "runs"))
     _says_permission_denied(line)
     assert not (tmp_path / "runs").exists()
 
@@ -79,9 +64,7 @@ def test_unreadable_data_files_say_permission_denied(tmp_path, mnist_copy, locke
     """--data on a folder whose .gz files this user may not read says permission denied."""
     for name, _ in IDX_FILES.values():
         locked(mnist_copy / name, 0o000)
-    line = _one_error_line(
-        _tfdock("train", "--data", str(mnist_copy), "--output-dir", str(tmp_path / "runs"))
-    )
+    line = _refused("train", "--data", str(mnist_copy), "--output-dir", str(tmp_path / "runs"))
     _says_permission_denied(line)
     assert str(mnist_copy / IDX_FILES["x_train"][0]) in line
 
@@ -91,36 +74,35 @@ def test_unreadable_npz_says_permission_denied_not_corrupt(tmp_path, locked):
     npz = tmp_path / "mnist.npz"
     npz.write_bytes(b"PK")
     locked(npz, 0o000)
-    line = _one_error_line(
-        _tfdock("train", "--data", str(npz), "--output-dir", str(tmp_path / "runs"))
-    )
+    line = _refused("train", "--data", str(npz), "--output-dir", str(tmp_path / "runs"))
     _says_permission_denied(line)
 
 
-def test_read_only_output_dir_is_one_sentence(tmp_path, mnist_dir, locked):
-    """--output-dir on an existing folder this user may not write: one sentence, nothing made."""
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    locked(runs, 0o555)
-    line = _one_error_line(_tfdock("train", "--data", str(mnist_dir), "--output-dir", str(runs)))
-    assert line == (
-        f"tfdock: error: cannot create a run folder in {runs} (permission denied); "
-        "pass --output-dir a folder this user can write."
-    )
-    assert list(runs.iterdir()) == []
-
-
-def test_read_only_empty_run_dir_is_one_sentence(tmp_path, mnist_dir, locked):
-    """--run-dir on an empty folder this user may not write: one sentence, the folder untouched."""
-    run_dir = tmp_path / "mine"
-    run_dir.mkdir()
-    locked(run_dir, 0o555)
-    line = _one_error_line(_tfdock("train", "--data", str(mnist_dir), "--run-dir", str(run_dir)))
-    assert line == (
-        f"tfdock: error: cannot write in {run_dir} (permission denied); "
-        "choose a folder this user can write."
-    )
-    assert list(run_dir.iterdir()) == []
+@pytest.mark.parametrize(
+    ("flag", "sentence"),
+    [
+        (
+            "--output-dir",
+            "cannot create a run folder in {folder} (permission denied); "
+            "pass --output-dir a folder this user can write.",
+        ),
+        (
+            "--run-dir",
+            "cannot write in {folder} (permission denied); choose a folder this user can write.",
+        ),
+    ],
+    ids=["output-dir", "run-dir"],
+)
+def test_read_only_folder_is_one_sentence_and_stays_empty(
+    tmp_path, mnist_dir, locked, flag, sentence
+):
+    """--output-dir or --run-dir on an empty folder this user may not write: one sentence, nothing made."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    locked(folder, 0o555)
+    line = _refused("train", "--data", str(mnist_dir), flag, str(folder))
+    assert line == "tfdock: error: " + sentence.format(folder=folder)
+    assert list(folder.iterdir()) == []
 
 
 def test_unreadable_run_folder_on_resume_says_permission_denied(tmp_path, locked):
@@ -129,6 +111,6 @@ def test_unreadable_run_folder_on_resume_says_permission_denied(tmp_path, locked
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"epochs": 1}))
     locked(run_dir, 0o000)
-    line = _one_error_line(_tfdock("train", "--resume", str(run_dir)))
+    line = _refused("train", "--resume", str(run_dir))
     _says_permission_denied(line)
     assert "not a tfdock run" not in line and "not a folder" not in line

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests.commands import one_error_line, tfdock
 
 EPOCH = {"epoch": 1, "loss": 0.9, "accuracy": 0.7, "seconds": 1.5}
 
@@ -39,20 +39,11 @@ def _snapshot(run_dir):
 def _resume_refused(run_dir):
     """Resume ``run_dir``; assert one sentence and an unchanged folder; return the sentence."""
     before = _snapshot(run_dir)
-    result = subprocess.run(
-        [sys.executable, "-m", "tfdock", "train", "--resume", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tfdock: error: "), result.stderr
+    line = one_error_line(tfdock("train", "--resume", str(run_dir)))
     after = _snapshot(run_dir)
     after.pop(".tfdock.lock", None)  # the refused resume held the folder while it looked
     assert after == before, "a refused resume changes nothing"
-    return lines[0]
+    return line
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.child_output import wait_for_line
+from tests.commands import one_error_line, tfdock
 from tfdock.cli import _train_config, build_parser
 from tfdock.errors import TfdockError
 from tfdock.run_dir import LOCK_FILE, claim_run_dir, new_run_dir
@@ -34,24 +35,10 @@ def test_runs_started_at_the_same_moment_get_separate_dirs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(d).name for d in dirs)
 
 
-def _tfdock(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "tfdock", *args], capture_output=True, text=True, timeout=120
-    )
-
-
-def _one_error_line(result):
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tfdock: error: ")
-    return lines[0]
-
-
 def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
     """--resume on a user's folder says it is not a run and leaves the folder's files alone."""
     (tmp_path / "notes.txt").write_text("mine")
-    line = _one_error_line(_tfdock("train", "--resume", str(tmp_path)))
+    line = one_error_line(tfdock("train", "--resume", str(tmp_path)))
     assert "is not a tfdock run directory" in line
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -59,7 +46,7 @@ def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
 
 def test_resume_of_a_missing_folder_is_refused(tmp_path):
     """--resume on a path that does not exist is one sentence, and creates nothing."""
-    line = _one_error_line(_tfdock("train", "--resume", str(tmp_path / "nope")))
+    line = one_error_line(tfdock("train", "--resume", str(tmp_path / "nope")))
     assert "is not a folder" in line
     assert not (tmp_path / "nope").exists()
 
@@ -67,7 +54,7 @@ def test_resume_of_a_missing_folder_is_refused(tmp_path):
 def test_run_dir_that_holds_other_files_is_refused(tmp_path, mnist_dir):
     """--run-dir on a non-empty folder that is no run refuses to train there, touching nothing."""
     (tmp_path / "thesis.tex").write_text("precious")
-    line = _one_error_line(_tfdock("train", "--data", str(mnist_dir), "--run-dir", str(tmp_path)))
+    line = one_error_line(tfdock("train", "--data", str(mnist_dir), "--run-dir", str(tmp_path)))
     assert "is not empty and is not a tfdock run" in line
     assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
 
@@ -76,7 +63,7 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_do(tmp_path, mnist_di
     """--resume on a run that wrote metrics.json is refused and changes nothing."""
     (tmp_path / "config.json").write_text(json.dumps({"epochs": 1, "data": str(mnist_dir)}))
     (tmp_path / "metrics.json").write_text("{}")
-    line = _one_error_line(_tfdock("train", "--resume", str(tmp_path)))
+    line = one_error_line(tfdock("train", "--resume", str(tmp_path)))
     assert "holds a finished run" in line
     assert (tmp_path / "metrics.json").read_text() == "{}"
 
@@ -84,7 +71,7 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_do(tmp_path, mnist_di
 def test_resume_with_a_different_epoch_count_is_refused(tmp_path):
     """A resumed run keeps its settings; asking for other ones is one sentence naming the flag."""
     (tmp_path / "config.json").write_text(json.dumps({"epochs": 3}))
-    line = _one_error_line(_tfdock("train", "--resume", str(tmp_path), "--epochs", "7"))
+    line = one_error_line(tfdock("train", "--resume", str(tmp_path), "--epochs", "7"))
     assert "--epochs 3" in line and "drop --epochs 7" in line
 
 
@@ -112,7 +99,7 @@ def test_resume_refuses_a_changed_setting_even_at_its_default_value(
     run_dir = _saved_run(
         tmp_path / "run", epochs=3, batch_size=16, seed=7, limit=5000, deterministic=False
     )
-    line = _one_error_line(_tfdock("train", "--resume", str(run_dir), *flags))
+    line = one_error_line(tfdock("train", "--resume", str(run_dir), *flags))
     assert f"{run_dir} was started with {saved}" in line or f"started {saved}" in line
     assert refusal in line
     assert [p.name for p in run_dir.iterdir()] == ["config.json"]
@@ -155,8 +142,8 @@ def test_resume_honours_the_flags_that_keep_the_math(tmp_path):
 def test_resume_refuses_output_dir(tmp_path):
     """--output-dir cannot be honoured by a resume, which continues in place: refused."""
     run_dir = _saved_run(tmp_path / "run", epochs=3)
-    line = _one_error_line(
-        _tfdock("train", "--resume", str(run_dir), "--output-dir", str(tmp_path / "runs"))
+    line = one_error_line(
+        tfdock("train", "--resume", str(run_dir), "--output-dir", str(tmp_path / "runs"))
     )
     assert "drop --output-dir" in line
     assert not (tmp_path / "runs").exists()
@@ -165,25 +152,12 @@ def test_resume_refuses_output_dir(tmp_path):
 def test_resume_refuses_a_hand_edited_setting(tmp_path):
     """config.json is untrusted: a setting tfdock would refuse as a flag is refused from it."""
     run_dir = _saved_run(tmp_path / "run", epochs="three", batch_size=32)
-    line = _one_error_line(_tfdock("train", "--resume", str(run_dir)))
+    line = one_error_line(tfdock("train", "--resume", str(run_dir)))
     assert f"{run_dir / 'config.json'} was edited: --epochs must be a whole number" in line
 
 
-def test_resume_with_other_data_is_refused(tmp_path, mnist_dir):
+def test_resume_with_other_data_is_refused(tmp_path, mnist_dir, mnist, mnist_npz):
     """The data's sha256 is part of a run: resuming on other data (here an npz) is refused."""
-    import numpy as np
-
-    from tfdock.data import load_mnist
-
-    mnist = load_mnist(mnist_dir)
-    other = tmp_path / "mnist.npz"
-    np.savez(
-        other,
-        x_train=mnist.x_train,
-        y_train=mnist.y_train,
-        x_test=mnist.x_test,
-        y_test=mnist.y_test,
-    )
     run_dir = _saved_run(
         tmp_path / "run",
         epochs=1,
@@ -192,9 +166,9 @@ def test_resume_with_other_data_is_refused(tmp_path, mnist_dir):
         data_sha256=mnist.sha256,
     )
     before = (run_dir / "config.json").read_bytes()
-    line = _one_error_line(_tfdock("train", "--resume", str(run_dir), "--data", str(other)))
+    line = one_error_line(tfdock("train", "--resume", str(run_dir), "--data", str(mnist_npz)))
     assert f"{run_dir} was trained on other data ({mnist_dir}, sha256 {mnist.sha256[:12]}" in line
-    assert str(other) in line
+    assert str(mnist_npz) in line
     assert [p.name for p in run_dir.iterdir()] == ["config.json"]
     assert (run_dir / "config.json").read_bytes() == before
 
@@ -214,15 +188,13 @@ def test_a_run_dir_has_one_writer_at_a_time(tmp_path, mnist_dir):
     with claim_run_dir(run_dir, record, writer=True):
         (run_dir / "config.json").write_text(json.dumps(record))
         before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-        line = _one_error_line(
-            _tfdock("train", "--data", str(mnist_dir), "--run-dir", str(run_dir))
-        )
+        line = one_error_line(tfdock("train", "--data", str(mnist_dir), "--run-dir", str(run_dir)))
         assert line == (
             f"tfdock: error: another tfdock run (pid {os.getpid()}) is writing {run_dir}; wait "
             "for it to end, or train into another folder."
         )
         assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
-        line = _one_error_line(_tfdock("train", "--resume", str(run_dir)))
+        line = one_error_line(tfdock("train", "--resume", str(run_dir)))
         assert "another tfdock run" in line
         # A multi-worker task that is not the chief only reads: the lock is not its business.
         with claim_run_dir(run_dir, record, writer=False):
