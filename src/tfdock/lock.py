@@ -60,11 +60,10 @@ class Lock:
 
 @dataclass(frozen=True)
 class RequirementLine:
-    """One requirement of a requirements file, with its options and where it was."""
+    """One requirement of a requirements file, with its options."""
 
     requirement: Requirement
     options: tuple[str, ...]
-    line_number: int
 
 
 def read_text(path: Path, what: str) -> str:
@@ -111,7 +110,7 @@ def _parse_line(path: Path, number: int, line: str) -> RequirementLine | None:
             f"line {number} of {path} is not a requirement pip can read ({exc}); write a "
             "name with a version range, or `name @ URL` for a URL or VCS requirement."
         ) from None
-    return RequirementLine(requirement, tuple(tokens[split:]), number)
+    return RequirementLine(requirement, tuple(tokens[split:]))
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -221,7 +220,8 @@ def lock_drift(requirements_in: Path, lock: Lock) -> list[str]:
     Offline, this is what can be checked: every requirement is pinned within its
     range (or to its URL), the lock pins nothing only a dropped requirement
     asked for, and every pin is exact and hashed. Whether the pins and hashes
-    are what pip-compile makes of the .in file needs the index: see recompile.py.
+    are what pip-compile makes of the .in file needs the index: lock_check.py's
+    ``recompile_problems`` compiles it again and compares.
     """
     requirements_in = Path(requirements_in)
     files = _with_included_files(requirements_in)

@@ -606,10 +606,6 @@ def _training_dataset(
     )
 
 
-def _keras_name(path: Path) -> Path:
-    return path.with_name(path.name + ".keras")
-
-
 def _epoch_timer(seconds: list[float]) -> Any:
     """Return a Keras callback that appends each epoch's wall time to ``seconds``."""
     import keras
