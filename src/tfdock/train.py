@@ -14,8 +14,9 @@ from typing import Any
 
 from tfdock._files import DISK_FULL, atomic_path, write_json
 from tfdock._internals import MissingInternal
+from tfdock.cluster import Cluster, read_cluster
 from tfdock.data import TRAIN_SIZE, Mnist, load_mnist
-from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, Cluster, read_cluster
+from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES
 from tfdock.errors import TfdockError
 from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
 from tfdock.resume import Progress, epoch_backup, read_progress, restore_backup
