@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfdock import __version__
 from tfdock._native_logs import quiet_native_logs
 from tfdock.errors import TfdockError
+from tfdock.settings import PINNED, SETTINGS, Setting, worker_arguments
 
 if TYPE_CHECKING:
     from tfdock.train import TrainConfig
@@ -19,23 +21,6 @@ if TYPE_CHECKING:
 # Each local worker is a whole TensorFlow process (about half a gigabyte of
 # memory): more than this many on one machine is a typo, not a test.
 MAX_WORKERS = 32
-# The flags that decide a training run, as TrainConfig names them. Their
-# argparse default is None, so that a flag the user gave is known even when its
-# value equals the built-in default: --resume honours or refuses every one.
-TRAIN_SETTINGS = (
-    "epochs",
-    "batch_size",
-    "seed",
-    "data",
-    "output_dir",
-    "steps_per_execution",
-    "intra_op_threads",
-    "inter_op_threads",
-    "limit",
-    "deterministic",
-    "strategy",
-    "loop",
-)
 
 
 def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -59,8 +44,6 @@ _positive_int = _whole_number(1)
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the subcommands and their flags."""
-    from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES
-    from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
     from tfdock.lab import DEFAULT_IP, DEFAULT_PORT
     from tfdock.launch import DEFAULT_WORKERS
 
@@ -75,21 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the quickstart MNIST model",
         description="Train the TensorFlow quickstart model on MNIST.",
     )
-    _add_train_arguments(train)
-    train.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default=None,
-        help="tf.distribute strategy: auto = multi-worker when TF_CONFIG names a cluster, "
-        f"mirrored when more than one GPU is visible, else the default (default {DEFAULT_STRATEGY})",
-    )
-    train.add_argument(
-        "--loop",
-        choices=LOOPS,
-        default=None,
-        help="auto = tfdock's graph loop (fit's math, faster) where it is exact, else Keras "
-        f"fit; fit = always Keras fit, to compare (default {DEFAULT_LOOP})",
-    )
+    _add_train_arguments(train, for_workers=False)
     place = train.add_mutually_exclusive_group()
     place.add_argument(
         "--run-dir",
@@ -121,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of worker processes (default %(default)s)",
     )
-    _add_train_arguments(multiworker)
+    _add_train_arguments(multiworker, for_workers=True)
     multiworker.add_argument(
         "--resume",
         type=Path,
@@ -236,83 +205,32 @@ def build_parser() -> argparse.ArgumentParser:
 _WITH_TENSORFLOW = frozenset({"train", "verify"})
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the flags that decide a training run (shared by train and multiworker)."""
-    from tfdock.train import (
-        DEFAULT_BATCH_SIZE,
-        DEFAULT_EPOCHS,
-        DEFAULT_INTER_OP_THREADS,
-        DEFAULT_INTRA_OP_THREADS,
-        DEFAULT_OUTPUT_DIR,
-        DEFAULT_SEED,
-        DEFAULT_STEPS_PER_EXECUTION,
-        NUMERIC_RANGES,
-    )
+def _add_train_arguments(parser: argparse.ArgumentParser, *, for_workers: bool) -> None:
+    """Add a flag for each training setting (those passed on to workers, ``for_workers``).
 
-    def number(setting: str) -> Callable[[str], int]:
-        return _whole_number(*NUMERIC_RANGES[setting])
+    Each flag's argparse default is None, so that a flag the user gave is known
+    even when its value equals the built-in default: --resume honours or
+    refuses every one.
+    """
+    for setting in SETTINGS.values():
+        if setting.workers or not for_workers:
+            parser.add_argument(setting.flag, help=setting.help_text, **_flag_options(setting))
 
-    parser.add_argument(
-        "--epochs",
-        type=number("epochs"),
-        help=f"passes over the training set (default {DEFAULT_EPOCHS})",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=number("batch_size"),
-        help=f"images per optimizer step (default {DEFAULT_BATCH_SIZE})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=number("seed"),
-        help=f"random seed for weights, dropout and shuffling (default {DEFAULT_SEED})",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="PATH",
-        help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
-        "(default: $TFDOCK_DATA, else download and cache)",
-    )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        metavar="DIR",
-        help=f"where each run gets its own new folder (default {DEFAULT_OUTPUT_DIR})",
-    )
-    parser.add_argument(
-        "--steps-per-execution",
-        type=number("steps_per_execution"),
-        metavar="N",
-        help="optimizer steps per call into the graph; the math is unchanged "
-        f"(default {DEFAULT_STEPS_PER_EXECUTION})",
-    )
-    parser.add_argument(
-        "--intra-op-threads",
-        type=number("intra_op_threads"),
-        metavar="N",
-        help="threads inside one op; 0 = all cores "
-        f"(default {DEFAULT_INTRA_OP_THREADS}, fastest for this small model)",
-    )
-    parser.add_argument(
-        "--inter-op-threads",
-        type=number("inter_op_threads"),
-        metavar="N",
-        help=f"ops run at once; 0 = TensorFlow's choice (default {DEFAULT_INTER_OP_THREADS}, "
-        "fastest for this small model; multi-worker jobs always use TensorFlow's choice)",
-    )
-    parser.add_argument(
-        "--limit",
-        type=number("limit"),
-        metavar="N",
-        help="train on the first N images only, for quick checks",
-    )
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        default=None,
-        help="seeded, with TensorFlow's op determinism: two runs on the same machine "
-        "give identical metrics, bit for bit",
-    )
+
+def _flag_options(setting: Setting) -> dict[str, Any]:
+    """Return how argparse reads a setting's flag: a switch, a choice, or a checked value."""
+    options: dict[str, Any] = {"default": None}
+    if setting.metavar is not None:
+        options["metavar"] = setting.metavar
+    if setting.kind is bool:
+        options["action"] = "store_true"
+    elif setting.choices:
+        options["choices"] = setting.choices
+    elif setting.bounds is not None:
+        options["type"] = _whole_number(*setting.bounds)
+    else:
+        options["type"] = setting.kind
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,9 +303,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     from tfdock.train import TrainConfig
 
     given = {
-        name: getattr(args, name)
-        for name in TRAIN_SETTINGS
-        if getattr(args, name, None) is not None
+        name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None
     }
     if args.command == "multiworker":
         given["strategy"] = "multi-worker"
@@ -398,7 +314,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
     """Return a saved run's settings, with the flags ``given`` that do not change its math."""
-    from tfdock.run_dir import CONFIG_FILE, PINNED_SETTINGS, read_run_config
+    from tfdock.run_dir import CONFIG_FILE, read_run_config
     from tfdock.train import TrainConfig
 
     if "output_dir" in given:
@@ -407,7 +323,7 @@ def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
             "drop --output-dir."
         )
     saved = read_run_config(run_dir)
-    for name in PINNED_SETTINGS:
+    for name in PINNED:
         if name in given and given[name] != saved.get(name, given[name]):
             raise TfdockError(
                 f"{run_dir} was started {_as_flag(name, saved[name], 'with ')}; a resumed run "
@@ -429,43 +345,13 @@ def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
 
 def _as_flag(name: str, value: object, prefix: str = "") -> str:
     """Say how a setting is given on the command line: --epochs 3, --deterministic, without --limit."""
-    from tfdock.train import flag_name
-
-    flag = flag_name(name)
-    if value is None or value is False:
-        return f"without {flag}"
-    if value is True:
-        return f"{prefix}{flag}"
-    return f"{prefix}{flag} {value}"
+    arguments = SETTINGS[name].arguments(value)
+    return f"{prefix}{' '.join(arguments)}" if arguments else f"without {SETTINGS[name].flag}"
 
 
 def _worker_arguments(config: TrainConfig, run_dir: Path) -> list[str]:
     """Return the `tfdock train` flags every local worker of a multiworker job gets."""
-    arguments = [
-        "--run-dir",
-        str(run_dir),
-        "--epochs",
-        str(config.epochs),
-        "--batch-size",
-        str(config.batch_size),
-        "--seed",
-        str(config.seed),
-        "--output-dir",
-        str(config.output_dir),
-        "--steps-per-execution",
-        str(config.steps_per_execution),
-        "--intra-op-threads",
-        str(config.intra_op_threads),
-        "--inter-op-threads",
-        str(config.inter_op_threads),
-    ]
-    if config.data is not None:
-        arguments += ["--data", str(config.data)]
-    if config.limit is not None:
-        arguments += ["--limit", str(config.limit)]
-    if config.deterministic:
-        arguments.append("--deterministic")
-    return arguments
+    return ["--run-dir", str(run_dir), *worker_arguments(asdict(config))]
 
 
 def _lock(upgrade: bool, packages: tuple[str, ...]) -> int:

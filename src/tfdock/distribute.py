@@ -12,9 +12,8 @@ from tfdock._internals import MissingInternal, clear_captured_strategy
 from tfdock.cluster import TF_CONFIG_ENV, Cluster, read_cluster
 from tfdock.errors import TfdockError
 from tfdock.peers import join_cluster
+from tfdock.settings import SETTINGS
 
-STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
-DEFAULT_STRATEGY = "auto"
 # A collective (the gradient all-reduce of one step) that waits longer than this
 # fails instead of hanging: a peer that is alive but stuck. A peer that died is
 # noticed sooner, by the coordination service's missed heartbeats (about 10 s).
@@ -23,8 +22,9 @@ COLLECTIVE_TIMEOUT_SECONDS = 300.0
 
 def resolve_strategy(requested: str, cluster: Cluster | None, gpu_count: int) -> str:
     """Turn ``--strategy`` into the strategy to build: default, one-device, mirrored or multi-worker."""
-    if requested not in STRATEGIES:
-        raise TfdockError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {requested!r}.")
+    problem = SETTINGS["strategy"].problem(requested)
+    if problem is not None:
+        raise TfdockError(problem)
     multi_task = cluster is not None and cluster.size > 1
     if requested == "auto":
         if multi_task:
