@@ -84,6 +84,11 @@ def test_worker_arguments_give_a_worker_the_launchers_settings(tmp_path):
         assert SETTINGS[name].flag in arguments
 
 
+def test_a_multiworker_job_trains_with_the_multi_worker_strategy():
+    """`tfdock multiworker` has no --strategy flag: its settings say multi-worker all the same."""
+    assert _train_config(build_parser().parse_args(["multiworker"])).strategy == "multi-worker"
+
+
 def test_worker_arguments_leave_out_what_is_unset():
     """No --data, --limit or --deterministic for a worker when the job has none."""
     arguments = _worker_arguments(TrainConfig(), Path("run"))
