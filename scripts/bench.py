@@ -25,7 +25,7 @@ from tfdock._files import write_json
 from tfdock.data import DATA_ENV, load_mnist
 from tfdock.errors import TfdockError
 from tfdock.run_dir import METRICS_FILE
-from tfdock.train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+from tfdock.settings import DEFAULTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE_SCRIPT = REPO_ROOT / "scripts" / "quickstart_baseline.py"
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench; print the table and write the JSON; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="runs of each side")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument(
         "--limit", type=int, default=None, help="train on the first N images (quick checks)"
     )
@@ -113,9 +113,9 @@ def run_bench(
         "started": started.isoformat(timespec="seconds"),
         "config": {
             "epochs": epochs,
-            "batch_size": DEFAULT_BATCH_SIZE,
+            "batch_size": DEFAULTS["batch_size"],
             "train_samples": train_samples,
-            "steps_per_epoch": -(-train_samples // DEFAULT_BATCH_SIZE),
+            "steps_per_epoch": -(-train_samples // DEFAULTS["batch_size"]),
             "repeats": repeats,
             "data": mnist.source,
         },

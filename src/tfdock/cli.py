@@ -6,106 +6,98 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfdock import __version__
 from tfdock._native_logs import quiet_native_logs
 from tfdock.errors import TfdockError
+from tfdock.settings import (
+    DEFAULTS,
+    PINNED,
+    SETTINGS,
+    Setting,
+    check_settings,
+    worker_arguments,
+)
 
 if TYPE_CHECKING:
     from tfdock.train import TrainConfig
 
+    _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+    _Flags = argparse.ArgumentParser | argparse._MutuallyExclusiveGroup
+
 # Each local worker is a whole TensorFlow process (about half a gigabyte of
 # memory): more than this many on one machine is a typo, not a test.
 MAX_WORKERS = 32
-# The flags that decide a training run, as TrainConfig names them. Their
-# argparse default is None, so that a flag the user gave is known even when its
-# value equals the built-in default: --resume honours or refuses every one.
-TRAIN_SETTINGS = (
-    "epochs",
-    "batch_size",
-    "seed",
-    "data",
-    "output_dir",
-    "steps_per_execution",
-    "intra_op_threads",
-    "inter_op_threads",
-    "limit",
-    "deterministic",
-    "strategy",
-    "loop",
-)
 
 
-def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
-    """Return an argparse type for a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
-            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _whole_number(1)
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise to a user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except TfdockError as exc:
+        print(f"tfdock: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        then = f"; {exc}" if str(exc) else ""  # how to go on, where the command knows it
+        print(f"tfdock: interrupted{then}", file=sys.stderr)
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Describe the subcommands and their flags."""
-    from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES
-    from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
-    from tfdock.lab import DEFAULT_IP, DEFAULT_PORT
-    from tfdock.launch import DEFAULT_WORKERS
-
+    """Describe the subcommands and their flags; each subcommand names its handler."""
     parser = argparse.ArgumentParser(
         prog="tfdock", description="A reproducible TensorFlow environment kit."
     )
     parser.add_argument("--version", action="version", version=f"tfdock {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (
+        _add_train,
+        _add_multiworker,
+        _add_verify,
+        _add_lab,
+        _add_lab_health,
+        _add_lock,
+        _add_container_check,
+        _add_lock_check,
+    ):
+        add_command(commands)
+    return parser
 
+
+def _add_train(commands: _Commands) -> None:
+    """Add `tfdock train`: the training settings, and which folder the run trains into."""
     train = commands.add_parser(
         "train",
         help="train the quickstart MNIST model",
         description="Train the TensorFlow quickstart model on MNIST.",
     )
-    _add_train_arguments(train)
-    train.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default=None,
-        help="tf.distribute strategy: auto = multi-worker when TF_CONFIG names a cluster, "
-        f"mirrored when more than one GPU is visible, else the default (default {DEFAULT_STRATEGY})",
-    )
-    train.add_argument(
-        "--loop",
-        choices=LOOPS,
-        default=None,
-        help="auto = tfdock's graph loop (fit's math, faster) where it is exact, else Keras "
-        f"fit; fit = always Keras fit, to compare (default {DEFAULT_LOOP})",
-    )
+    _add_train_arguments(train, for_workers=False)
     place = train.add_mutually_exclusive_group()
-    place.add_argument(
+    _add_folder(
+        place,
         "--run-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="train into exactly this folder instead of a new one under --output-dir; "
+        "DIR",
+        "train into exactly this folder instead of a new one under --output-dir; "
         "if it holds this run's unfinished attempt, continue it",
     )
-    place.add_argument(
+    _add_folder(
+        place,
         "--resume",
-        type=Path,
-        default=None,
-        metavar="RUN_DIR",
-        help="continue an interrupted run from its last completed epoch, with its saved settings",
+        "RUN_DIR",
+        "continue an interrupted run from its last completed epoch, with its saved settings",
     )
+    train.set_defaults(handler=_train)
+
+
+def _add_multiworker(commands: _Commands) -> None:
+    """Add `tfdock multiworker`: how many workers, and the settings they all get."""
+    from tfdock.launch import DEFAULT_WORKERS
 
     multiworker = commands.add_parser(
         "multiworker",
@@ -121,15 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of worker processes (default %(default)s)",
     )
-    _add_train_arguments(multiworker)
-    multiworker.add_argument(
+    _add_train_arguments(multiworker, for_workers=True)
+    _add_folder(
+        multiworker,
         "--resume",
-        type=Path,
-        default=None,
-        metavar="RUN_DIR",
-        help="continue an interrupted multi-worker run from its last completed epoch",
+        "RUN_DIR",
+        "continue an interrupted multi-worker run from its last completed epoch",
     )
+    # Its runs are multi-worker runs, given so as if by the flag (which it does not offer).
+    multiworker.set_defaults(handler=_multiworker, strategy="multi-worker")
 
+
+def _add_verify(commands: _Commands) -> None:
+    """Add `tfdock verify`: which lock to check against, and how to report."""
     verify = commands.add_parser(
         "verify",
         help="prove the environment matches the lock and TensorFlow trains",
@@ -148,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--require-gpu", action="store_true", help="fail when TensorFlow sees no GPU"
     )
+    verify.set_defaults(handler=_verify)
+
+
+def _add_lab(commands: _Commands) -> None:
+    """Add `tfdock lab`: where JupyterLab listens and which folder it opens."""
+    from tfdock.lab import DEFAULT_IP, DEFAULT_PORT
 
     lab = commands.add_parser(
         "lab",
@@ -162,13 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.add_argument(
         "--port",
-        type=_positive_int,
+        type=_whole_number(1),
         default=DEFAULT_PORT,
         help="port to listen on (default %(default)s)",
     )
     lab.add_argument(
         "--url-port",
-        type=_positive_int,
+        type=_whole_number(1),
         default=None,
         metavar="PORT",
         help="port to show in the printed URL, when a container publishes "
@@ -181,10 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder the lab opens (default: the current folder)",
     )
-    commands.add_parser(
-        "lab-health", help="exit 0 when the local JupyterLab answers (container health check)"
-    )
+    lab.set_defaults(handler=_lab)
 
+
+def _add_lab_health(commands: _Commands) -> None:
+    """Add `tfdock lab-health`, the container health check."""
+    lab_health = commands.add_parser(
+        "lab-health",
+        help="exit 0 when the local JupyterLab answers (container health check)",
+    )
+    lab_health.set_defaults(handler=_lab_health)
+
+
+def _add_lock(commands: _Commands) -> None:
+    """Add `tfdock lock`: recompile the locks, upgrading all or some pins."""
     lock = commands.add_parser(
         "lock",
         help="recompile requirements.txt and requirements-gpu.txt from their .in files",
@@ -204,13 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="move only NAME (and what it needs) to the newest allowed; repeatable",
     )
-    commands.add_parser(
+    lock.set_defaults(handler=_lock)
+
+
+def _add_container_check(commands: _Commands) -> None:
+    """Add `tfdock container-check`."""
+    container_check = commands.add_parser(
         "container-check",
         help="fail when this container is older than the workspace's lock",
         description="In the kit's images: exit 1 with one sentence when the mounted "
         "workspace's lock differs from the one the image was built from.",
     )
+    container_check.set_defaults(handler=_container_check)
 
+
+def _add_lock_check(commands: _Commands) -> None:
+    """Add `tfdock lock-check`: which pair of files, online or offline."""
     lock_check = commands.add_parser(
         "lock-check",
         help="check that requirements.txt still matches requirements.in",
@@ -228,141 +249,70 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the structure only; do not ask the package index",
     )
-    return parser
+    lock_check.set_defaults(handler=_lock_check)
 
 
-# Commands that load TensorFlow, whose native start-up chatter is filtered.
-# Others must keep the real standard error: `lab` replaces itself with JupyterLab.
-_WITH_TENSORFLOW = frozenset({"train", "verify"})
+def _add_folder(parser: _Flags, flag: str, metavar: str, help_text: str) -> None:
+    """Add a flag naming a folder, None when not given."""
+    parser.add_argument(flag, type=Path, default=None, metavar=metavar, help=help_text)
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the flags that decide a training run (shared by train and multiworker)."""
-    from tfdock.train import (
-        DEFAULT_BATCH_SIZE,
-        DEFAULT_EPOCHS,
-        DEFAULT_INTER_OP_THREADS,
-        DEFAULT_INTRA_OP_THREADS,
-        DEFAULT_OUTPUT_DIR,
-        DEFAULT_SEED,
-        DEFAULT_STEPS_PER_EXECUTION,
-        NUMERIC_RANGES,
-    )
+def _add_train_arguments(parser: argparse.ArgumentParser, *, for_workers: bool) -> None:
+    """Add a flag for each training setting (those passed on to workers, ``for_workers``).
 
-    def number(setting: str) -> Callable[[str], int]:
-        return _whole_number(*NUMERIC_RANGES[setting])
-
-    parser.add_argument(
-        "--epochs",
-        type=number("epochs"),
-        help=f"passes over the training set (default {DEFAULT_EPOCHS})",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=number("batch_size"),
-        help=f"images per optimizer step (default {DEFAULT_BATCH_SIZE})",
-    )
-    parser.add_argument(
-        "--seed",
-        type=number("seed"),
-        help=f"random seed for weights, dropout and shuffling (default {DEFAULT_SEED})",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="PATH",
-        help="a Keras mnist.npz or a folder of the four official MNIST .gz files "
-        "(default: $TFDOCK_DATA, else download and cache)",
-    )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        metavar="DIR",
-        help=f"where each run gets its own new folder (default {DEFAULT_OUTPUT_DIR})",
-    )
-    parser.add_argument(
-        "--steps-per-execution",
-        type=number("steps_per_execution"),
-        metavar="N",
-        help="optimizer steps per call into the graph; the math is unchanged "
-        f"(default {DEFAULT_STEPS_PER_EXECUTION})",
-    )
-    parser.add_argument(
-        "--intra-op-threads",
-        type=number("intra_op_threads"),
-        metavar="N",
-        help="threads inside one op; 0 = all cores "
-        f"(default {DEFAULT_INTRA_OP_THREADS}, fastest for this small model)",
-    )
-    parser.add_argument(
-        "--inter-op-threads",
-        type=number("inter_op_threads"),
-        metavar="N",
-        help=f"ops run at once; 0 = TensorFlow's choice (default {DEFAULT_INTER_OP_THREADS}, "
-        "fastest for this small model; multi-worker jobs always use TensorFlow's choice)",
-    )
-    parser.add_argument(
-        "--limit",
-        type=number("limit"),
-        metavar="N",
-        help="train on the first N images only, for quick checks",
-    )
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        default=None,
-        help="seeded, with TensorFlow's op determinism: two runs on the same machine "
-        "give identical metrics, bit for bit",
-    )
+    Each flag's argparse default is None, so that a flag the user gave is known
+    even when its value equals the built-in default: --resume honours or
+    refuses every one.
+    """
+    for setting in SETTINGS.values():
+        if setting.workers or not for_workers:
+            parser.add_argument(setting.flag, help=setting.help_text, **_flag_options(setting))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the process exit code."""
-    # TensorFlow's C++ INFO lines (oneDNN, CPU features) are noise to a user.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command in _WITH_TENSORFLOW:
-            with quiet_native_logs():
-                return _dispatch(args)
-        return _dispatch(args)
-    except TfdockError as exc:
-        print(f"tfdock: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt as exc:
-        then = f"; {exc}" if str(exc) else ""  # how to go on, where the command knows it
-        print(f"tfdock: interrupted{then}", file=sys.stderr)
-        return 130
+def _flag_options(setting: Setting) -> dict[str, Any]:
+    """Return how argparse reads a setting's flag: a switch, a choice, or a checked value."""
+    options: dict[str, Any] = {"default": None}
+    if setting.metavar is not None:
+        options["metavar"] = setting.metavar
+    if setting.kind is bool:
+        options["action"] = "store_true"
+    elif setting.choices:
+        options["choices"] = setting.choices
+    elif setting.bounds is not None:
+        options["type"] = _whole_number(*setting.bounds)
+    else:
+        options["type"] = setting.kind
+    return options
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "train":
-        from tfdock.train import train
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """Return an argparse type for a whole number from ``low`` to ``high``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+# The handlers, one per subcommand. Those that load TensorFlow filter its native
+# start-up chatter; the others keep the real standard error (`lab` replaces
+# itself with JupyterLab).
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train one run, in this process."""
+    from tfdock.train import train
+
+    with quiet_native_logs():
         train(_train_config(args), run_dir=args.resume or args.run_dir)
-        return 0
-    if args.command == "multiworker":
-        return _multiworker(args)
-    if args.command == "verify":
-        from tfdock.verify import verify
-
-        return verify(args.lock, require_gpu=args.require_gpu, as_json=args.json)
-    if args.command == "lab":
-        from tfdock.lab import start_lab
-
-        return start_lab(args.ip, args.port, args.url_port, args.root_dir)
-    if args.command == "lab-health":
-        from tfdock.lab import lab_health
-
-        return lab_health()
-    if args.command == "lock":
-        return _lock(args.upgrade, tuple(args.upgrade_package))
-    if args.command == "container-check":
-        return _container_check()
-    if args.command == "lock-check":
-        from tfdock.lock_check import lock_check
-
-        return lock_check(args.requirements_in, args.lock, args.offline)
-    raise AssertionError(f"unhandled command {args.command}")
+    return 0
 
 
 def _multiworker(args: argparse.Namespace) -> int:
@@ -375,103 +325,33 @@ def _multiworker(args: argparse.Namespace) -> int:
     return launch_local(args.workers, _worker_arguments(config, run_dir), run_dir)
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """Build the run's settings from the flags given, or from the saved run with --resume.
+def _verify(args: argparse.Namespace) -> int:
+    """Prove the environment is the lock and TensorFlow trains."""
+    from tfdock.verify import verify
 
-    Reads at most the run's config.json: no data is loaded and no folder made.
-    With --resume the saved settings decide; every flag given is honoured, or
-    refused when it would change what the run computes.
-    """
-    from tfdock.train import TrainConfig
-
-    given = {
-        name: getattr(args, name)
-        for name in TRAIN_SETTINGS
-        if getattr(args, name, None) is not None
-    }
-    if args.command == "multiworker":
-        given["strategy"] = "multi-worker"
-    if args.resume is None:
-        return TrainConfig(**given)
-    return _resumed_config(args.resume, given)
+    with quiet_native_logs():
+        return verify(args.lock, require_gpu=args.require_gpu, as_json=args.json)
 
 
-def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
-    """Return a saved run's settings, with the flags ``given`` that do not change its math."""
-    from tfdock.run_dir import CONFIG_FILE, PINNED_SETTINGS, read_run_config
-    from tfdock.train import TrainConfig
+def _lab(args: argparse.Namespace) -> int:
+    """Start JupyterLab in place of this process."""
+    from tfdock.lab import start_lab
 
-    if "output_dir" in given:
-        raise TfdockError(
-            f"--output-dir is where new runs go, but --resume continues {run_dir} in place; "
-            "drop --output-dir."
-        )
-    saved = read_run_config(run_dir)
-    for name in PINNED_SETTINGS:
-        if name in given and given[name] != saved.get(name, given[name]):
-            raise TfdockError(
-                f"{run_dir} was started {_as_flag(name, saved[name], 'with ')}; a resumed run "
-                f"keeps its settings, so drop {_as_flag(name, given[name])} (or start a new run)."
-            )
-    fields = TrainConfig.__dataclass_fields__
-    settings = {name: value for name, value in saved.items() if name in fields}
-    if isinstance(settings.get("output_dir"), str):
-        settings["output_dir"] = Path(settings["output_dir"])
-    try:
-        TrainConfig(**settings).validate()
-    except TfdockError as exc:
-        raise TfdockError(
-            f"{run_dir / CONFIG_FILE} was edited: {str(exc).rstrip('.')}; restore it, or start "
-            "a new run."
-        ) from None
-    return TrainConfig(**{**settings, **given})
+    return start_lab(args.ip, args.port, args.url_port, args.root_dir)
 
 
-def _as_flag(name: str, value: object, prefix: str = "") -> str:
-    """Say how a setting is given on the command line: --epochs 3, --deterministic, without --limit."""
-    from tfdock.train import flag_name
+def _lab_health(args: argparse.Namespace) -> int:
+    """Say whether the local JupyterLab answers."""
+    from tfdock.lab import lab_health
 
-    flag = flag_name(name)
-    if value is None or value is False:
-        return f"without {flag}"
-    if value is True:
-        return f"{prefix}{flag}"
-    return f"{prefix}{flag} {value}"
+    return lab_health()
 
 
-def _worker_arguments(config: TrainConfig, run_dir: Path) -> list[str]:
-    """Return the `tfdock train` flags every local worker of a multiworker job gets."""
-    arguments = [
-        "--run-dir",
-        str(run_dir),
-        "--epochs",
-        str(config.epochs),
-        "--batch-size",
-        str(config.batch_size),
-        "--seed",
-        str(config.seed),
-        "--output-dir",
-        str(config.output_dir),
-        "--steps-per-execution",
-        str(config.steps_per_execution),
-        "--intra-op-threads",
-        str(config.intra_op_threads),
-        "--inter-op-threads",
-        str(config.inter_op_threads),
-    ]
-    if config.data is not None:
-        arguments += ["--data", str(config.data)]
-    if config.limit is not None:
-        arguments += ["--limit", str(config.limit)]
-    if config.deterministic:
-        arguments.append("--deterministic")
-    return arguments
-
-
-def _lock(upgrade: bool, packages: tuple[str, ...]) -> int:
+def _lock(args: argparse.Namespace) -> int:
+    """Recompile both locks, then say how each door catches up."""
     from tfdock.lock_compile import compile_locks
 
-    changes = compile_locks(upgrade, packages)
+    changes = compile_locks(args.upgrade, tuple(args.upgrade_package))
     for change in changes:
         print(change.summary())
     if any(change.added or change.removed or change.changed for change in changes):
@@ -487,7 +367,8 @@ def _lock(upgrade: bool, packages: tuple[str, ...]) -> int:
     return 0
 
 
-def _container_check() -> int:
+def _container_check(args: argparse.Namespace) -> int:
+    """Fail, in one sentence, when this container is older than the workspace's lock."""
     from tfdock.container import stale_container_message
 
     message = stale_container_message()
@@ -495,3 +376,80 @@ def _container_check() -> int:
         print(f"tfdock: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _lock_check(args: argparse.Namespace) -> int:
+    """Check that a lock still matches its .in file."""
+    from tfdock.lock_check import lock_check
+
+    return lock_check(args.requirements_in, args.lock, args.offline)
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """Build the run's settings from the flags given, or from the saved run with --resume.
+
+    Reads at most the run's config.json: no data is loaded and no folder made.
+    With --resume the saved settings decide; every flag given is honoured, or
+    refused when it would change what the run computes.
+    """
+    from tfdock.train import TrainConfig
+
+    given = {
+        name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None
+    }
+    if args.resume is None:
+        return TrainConfig(**given)
+    return _resumed_config(args.resume, given)
+
+
+def _resumed_config(run_dir: Path, given: dict[str, object]) -> TrainConfig:
+    """Return a saved run's settings, with the flags ``given`` that do not change its math."""
+    from tfdock.run_dir import read_run_config
+    from tfdock.train import TrainConfig
+
+    if "output_dir" in given:
+        raise TfdockError(
+            f"--output-dir is where new runs go, but --resume continues {run_dir} in place; "
+            "drop --output-dir."
+        )
+    saved = read_run_config(run_dir)
+    _refuse_changed_pins(run_dir, saved, given)
+    return TrainConfig(**{**_saved_settings(run_dir, saved), **given})
+
+
+def _refuse_changed_pins(run_dir: Path, saved: dict[str, Any], given: dict[str, object]) -> None:
+    """Refuse a flag that would change what the saved run computes."""
+    for name in PINNED:
+        if name in given and given[name] != saved.get(name, given[name]):
+            raise TfdockError(
+                f"{run_dir} was started {_as_flag(name, saved[name], 'with ')}; a resumed run "
+                f"keeps its settings, so drop {_as_flag(name, given[name])} (or start a new run)."
+            )
+
+
+def _saved_settings(run_dir: Path, saved: dict[str, Any]) -> dict[str, Any]:
+    """Return config.json's training settings; refuse them when an edit put one out of range."""
+    from tfdock.run_dir import CONFIG_FILE
+
+    settings = {name: value for name, value in saved.items() if name in SETTINGS}
+    if isinstance(settings.get("output_dir"), str):
+        settings["output_dir"] = Path(settings["output_dir"])
+    try:
+        check_settings({**DEFAULTS, **settings})
+    except TfdockError as exc:
+        raise TfdockError(
+            f"{run_dir / CONFIG_FILE} was edited: {str(exc).rstrip('.')}; restore it, or start "
+            "a new run."
+        ) from None
+    return settings
+
+
+def _as_flag(name: str, value: object, prefix: str = "") -> str:
+    """Say how a setting is given on the command line: --epochs 3, --deterministic, without --limit."""
+    arguments = SETTINGS[name].arguments(value)
+    return f"{prefix}{' '.join(arguments)}" if arguments else f"without {SETTINGS[name].flag}"
+
+
+def _worker_arguments(config: TrainConfig, run_dir: Path) -> list[str]:
+    """Return the `tfdock train` flags every local worker of a multiworker job gets."""
+    return ["--run-dir", str(run_dir), *worker_arguments(asdict(config))]

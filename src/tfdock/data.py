@@ -17,10 +17,10 @@ import numpy as np
 
 from tfdock._files import DISK_FULL, atomic_path, sha256_of
 from tfdock.errors import TfdockError
+from tfdock.settings import TRAIN_SIZE  # there it bounds --batch-size and --limit
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
-TRAIN_SIZE = 60_000
 TEST_SIZE = 10_000
 
 KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"

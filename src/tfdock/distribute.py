@@ -1,135 +1,30 @@
-"""Pick the tf.distribute strategy for a run, and read the cluster from TF_CONFIG.
+"""Pick and build the tf.distribute strategy for a run, and read what a lost worker means.
 
-``TF_CONFIG`` is TensorFlow's standard way to tell each process of a
-multi-worker job who it is (Kubernetes operators and cloud training services
-set it). This module only reads and checks it; MultiWorkerMirroredStrategy
-itself connects the workers.
+The cluster itself comes from ``TF_CONFIG`` (cluster.py); for a multi-worker
+job, peers.py waits for the other tasks before the strategy connects them.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from tfdock._internals import MissingInternal, clear_captured_strategy
+from tfdock.cluster import TF_CONFIG_ENV, Cluster, read_cluster
 from tfdock.errors import TfdockError
-from tfdock.peers import (
-    DEFAULT_STARTUP_TIMEOUT_SECONDS,
-    STARTUP_TIMEOUT_ENV,
-    join_cluster,
-    parse_startup_timeout,
-)
+from tfdock.peers import join_cluster
+from tfdock.settings import SETTINGS
 
-STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
-DEFAULT_STRATEGY = "auto"
-TF_CONFIG_ENV = "TF_CONFIG"
-TASK_TYPES = ("chief", "worker")
 # A collective (the gradient all-reduce of one step) that waits longer than this
 # fails instead of hanging: a peer that is alive but stuck. A peer that died is
 # noticed sooner, by the coordination service's missed heartbeats (about 10 s).
 COLLECTIVE_TIMEOUT_SECONDS = 300.0
-TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """This process's place in a multi-worker job, as TF_CONFIG describes it."""
-
-    task_type: str
-    task_index: int
-    size: int
-    """Number of tasks (chief and workers) that train together."""
-    is_chief: bool
-    """The one task that writes the run directory's artifacts."""
-    addresses: dict[str, list[str]] = field(default_factory=dict)
-    """Each task type's host:port addresses, as TF_CONFIG lists them."""
-    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS
-    """Seconds to wait for the other tasks to start (TFDOCK_STARTUP_TIMEOUT)."""
-
-    @property
-    def name(self) -> str:
-        return f"{self.task_type} {self.task_index}"
-
-    @property
-    def address(self) -> str:
-        """This task's own host:port."""
-        return self.addresses[self.task_type][self.task_index]
-
-    def peers(self) -> dict[str, str]:
-        """Return {task name: host:port} for every other task of the job."""
-        return {
-            f"{task_type} {index}": address
-            for task_type, addresses in self.addresses.items()
-            for index, address in enumerate(addresses)
-            if (task_type, index) != (self.task_type, self.task_index)
-        }
-
-
-def read_cluster(environ: Mapping[str, str] | None = None) -> Cluster | None:
-    """Parse ``TF_CONFIG`` (and the start-up timeout); None when unset, else one clear sentence."""
-    environ = os.environ if environ is None else environ
-    text = environ.get(TF_CONFIG_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _bad_tf_config(f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
-    if not isinstance(config, dict):
-        raise _bad_tf_config("is not a JSON object")
-    cluster, task = config.get("cluster"), config.get("task")
-    if not isinstance(cluster, dict) or not cluster:
-        raise _bad_tf_config('has no "cluster" object listing the tasks\' host:port addresses')
-    if not isinstance(task, dict):
-        raise _bad_tf_config('has no "task" object saying which task this process is')
-    for task_type, addresses in cluster.items():
-        if task_type not in TASK_TYPES:
-            raise _bad_tf_config(
-                f'names a "{task_type}" job, but tfdock trains with "chief" and "worker" tasks only'
-            )
-        if (
-            not isinstance(addresses, list)
-            or not addresses
-            or not all(_is_host_port(a) for a in addresses)
-        ):
-            raise _bad_tf_config(f'lists "{task_type}" addresses that are not "host:port" strings')
-    if len(cluster.get("chief", [])) > 1:
-        raise _bad_tf_config('lists more than one "chief"')
-    task_type, task_index = task.get("type"), task.get("index", 0)
-    if task_type not in cluster:
-        raise _bad_tf_config(f'has task type {task_type!r}, which its "cluster" does not list')
-    if not isinstance(task_index, int) or not 0 <= task_index < len(cluster[task_type]):
-        raise _bad_tf_config(
-            f"has task index {task_index!r}, but its cluster lists {len(cluster[task_type])} "
-            f'"{task_type}" address(es), numbered from 0'
-        )
-    is_chief = task_type == "chief" or ("chief" not in cluster and task_index == 0)
-    size = sum(len(addresses) for addresses in cluster.values())
-    startup_timeout = parse_startup_timeout(environ.get(STARTUP_TIMEOUT_ENV))
-    return Cluster(task_type, task_index, size, is_chief, dict(cluster), startup_timeout)
-
-
-def _is_host_port(address: Any) -> bool:
-    if not isinstance(address, str):
-        return False
-    host, _, port = address.rpartition(":")
-    return bool(host) and port.isdigit()
-
-
-def _bad_tf_config(problem: str) -> TfdockError:
-    return TfdockError(
-        f"the environment variable {TF_CONFIG_ENV} {problem}; set it to JSON like "
-        f"{TF_CONFIG_EXAMPLE} (docs/distribution.md)."
-    )
 
 
 def resolve_strategy(requested: str, cluster: Cluster | None, gpu_count: int) -> str:
     """Turn ``--strategy`` into the strategy to build: default, one-device, mirrored or multi-worker."""
-    if requested not in STRATEGIES:
-        raise TfdockError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {requested!r}.")
+    problem = SETTINGS["strategy"].problem(requested)
+    if problem is not None:
+        raise TfdockError(problem)
     multi_task = cluster is not None and cluster.size > 1
     if requested == "auto":
         if multi_task:

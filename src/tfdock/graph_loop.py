@@ -35,10 +35,6 @@ from typing import Any
 
 from tfdock._internals import MissingInternal, adam_moments, dropout_seed_states
 
-LOOPS = ("auto", "fit")
-"""``--loop``: auto = this loop where it is exact, else Keras fit; fit = always Keras fit."""
-DEFAULT_LOOP = "auto"
-
 # What each epoch's random numbers are drawn for: hashed with (seed, epoch) so
 # that no two uses, epochs or layers share a stream.
 SHUFFLE_STREAM = 0

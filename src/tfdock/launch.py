@@ -16,7 +16,6 @@ new ports, a few times at most.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -27,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfdock.cluster import TF_CONFIG_ENV, tf_config_for
 from tfdock.errors import TfdockError
 from tfdock.peers import PORT_IN_USE_EXIT_CODE
 from tfdock.run_dir import how_to_go_on, remove_if_unused
@@ -69,13 +69,6 @@ def free_loopback_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def tf_config_for(addresses: list[str], index: int) -> str:
-    """Return worker ``index``'s TF_CONFIG for a job of ``addresses``."""
-    return json.dumps(
-        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-    )
 
 
 def launch_local(workers: int, train_args: list[str], run_dir: Path) -> int:
@@ -139,7 +132,7 @@ def _start_worker(
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "TF_CONFIG": tf_config_for(addresses, index),
+        TF_CONFIG_ENV: tf_config_for(addresses, index),
         "PYTHONUNBUFFERED": "1",
         LAUNCHER_PID_ENV: str(os.getpid()),
     }

@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packaging.utils import canonicalize_name
+
 from tfdock.errors import TfdockError
 
 if TYPE_CHECKING:
@@ -30,11 +32,6 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 _VIA_INPUT = re.compile(r"#\s+(?:via\s+)?-r\s+(\S+)")
 _INCLUDES = ("-r", "--requirement", "-c", "--constraint")
 _EGG = re.compile(r"#egg=([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-def normalize(name: str) -> str:
-    """Return the PEP 503 normal form of a distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass
@@ -60,11 +57,10 @@ class Lock:
 
 @dataclass(frozen=True)
 class RequirementLine:
-    """One requirement of a requirements file, with its options and where it was."""
+    """One requirement of a requirements file, with its options."""
 
     requirement: Requirement
     options: tuple[str, ...]
-    line_number: int
 
 
 def read_text(path: Path, what: str) -> str:
@@ -111,7 +107,7 @@ def _parse_line(path: Path, number: int, line: str) -> RequirementLine | None:
             f"line {number} of {path} is not a requirement pip can read ({exc}); write a "
             "name with a version range, or `name @ URL` for a URL or VCS requirement."
         ) from None
-    return RequirementLine(requirement, tuple(tokens[split:]), number)
+    return RequirementLine(requirement, tuple(tokens[split:]))
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -159,7 +155,7 @@ def read_lock(path: Path) -> Lock:
 def _add_pin(lock: Lock, entry: RequirementLine) -> str | None:
     """Record one requirement of the lock; return its name, or None when it is not a pin."""
     requirement = entry.requirement
-    name = normalize(requirement.name)
+    name = canonicalize_name(requirement.name)
     specifiers = list(requirement.specifier)
     if requirement.url:
         lock.pins[name] = requirement.url
@@ -182,7 +178,7 @@ def read_requirements_in(path: Path) -> dict[str, Requirement]:
     wanted: dict[str, Requirement] = {}
     for source in _with_included_files(Path(path)):
         for line in requirement_lines(source, read_text(source, "requirements file")):
-            wanted[normalize(line.requirement.name)] = line.requirement
+            wanted[canonicalize_name(line.requirement.name)] = line.requirement
     return wanted
 
 
@@ -221,7 +217,8 @@ def lock_drift(requirements_in: Path, lock: Lock) -> list[str]:
     Offline, this is what can be checked: every requirement is pinned within its
     range (or to its URL), the lock pins nothing only a dropped requirement
     asked for, and every pin is exact and hashed. Whether the pins and hashes
-    are what pip-compile makes of the .in file needs the index: see recompile.py.
+    are what pip-compile makes of the .in file needs the index: lock_check.py's
+    ``recompile_problems`` compiles it again and compares.
     """
     requirements_in = Path(requirements_in)
     files = _with_included_files(requirements_in)
@@ -263,7 +260,7 @@ def installed_distributions() -> dict[str, str]:
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if name:
-            found.setdefault(normalize(name), dist.version)
+            found.setdefault(canonicalize_name(name), dist.version)
     return found
 
 

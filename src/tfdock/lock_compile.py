@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from tfdock._files import replace_together
 from tfdock.errors import TfdockError
-from tfdock.lock import files_pip_compile_reads, normalize, read_lock
+from tfdock.lock import files_pip_compile_reads, read_lock
 from tfdock.redact import redact
 
 # The CPU lock first: the GPU one is compiled with it as constraint ("-c requirements.txt").
@@ -206,6 +206,7 @@ def _files_to_stage() -> list[Path]:
 
 def _check_inputs(packages: tuple[str, ...]) -> None:
     from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
 
     for requirements_in, lock in LOCK_PAIRS:
         if not requirements_in.is_file():
@@ -218,7 +219,7 @@ def _check_inputs(packages: tuple[str, ...]) -> None:
     pinned = set().union(*(read_lock(lock).pins for _, lock in LOCK_PAIRS if lock.is_file()))
     for package in packages:
         try:
-            name = normalize(Requirement(package).name)
+            name = canonicalize_name(Requirement(package).name)
         except InvalidRequirement:
             raise TfdockError(
                 f"PACKAGE={package} is not a package name (or name==version); "

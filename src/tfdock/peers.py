@@ -27,16 +27,12 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfdock._internals import MissingInternal, configure_coordination_service
+from tfdock.cluster import STARTUP_TIMEOUT_ENV, Cluster
 from tfdock.errors import TfdockError
 
-if TYPE_CHECKING:
-    from tfdock.distribute import Cluster
-
-STARTUP_TIMEOUT_ENV = "TFDOCK_STARTUP_TIMEOUT"
-DEFAULT_STARTUP_TIMEOUT_SECONDS = 300.0
 PROBE_INTERVAL_SECONDS = 0.5
 # sysexits' EX_TEMPFAIL: this task's port was taken; a launcher may retry on others.
 PORT_IN_USE_EXIT_CODE = 75
@@ -47,22 +43,6 @@ class PortInUseError(TfdockError):
     """This task's TF_CONFIG port is held by another program."""
 
     exit_code = PORT_IN_USE_EXIT_CODE
-
-
-def parse_startup_timeout(text: str | None) -> float:
-    """Read ``TFDOCK_STARTUP_TIMEOUT`` (seconds); empty means the default."""
-    if not text:
-        return DEFAULT_STARTUP_TIMEOUT_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise TfdockError(
-            f"{STARTUP_TIMEOUT_ENV}={text} is not a number of seconds above 0; set it to how "
-            f"long a task may wait for the others to start, e.g. {STARTUP_TIMEOUT_ENV}=600."
-        )
-    return seconds
 
 
 def join_cluster(tf: Any, cluster: Cluster, communication_options: Any) -> Any:

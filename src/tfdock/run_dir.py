@@ -26,6 +26,7 @@ from typing import Any
 
 from tfdock._files import NEW_FILE_MODE
 from tfdock.errors import TfdockError
+from tfdock.settings import PINNED, SETTINGS
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -37,8 +38,6 @@ STATE_FILE = "state.json"
 LOCK_FILE = ".tfdock.lock"
 """Held by the run that writes the folder; removed when that run has finished."""
 
-# Settings that change what a run computes: a resumed run must keep them.
-PINNED_SETTINGS = ("epochs", "batch_size", "seed", "limit", "deterministic")
 DATA_IDENTITY = "data_sha256"
 """config.json's record of the training data: resuming with other data is refused."""
 
@@ -137,11 +136,11 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, writer: bool = True)
 
 
 def _refuse_other_settings(run_dir: Path, saved: dict[str, Any], record: dict[str, Any]) -> None:
-    for name in PINNED_SETTINGS:
+    for name in PINNED:
         if name in saved and saved[name] != record.get(name):
-            flag = "--" + name.replace("_", "-")
             raise TfdockError(
-                f"{run_dir} holds a run with {flag} {saved[name]}, not {record.get(name)}; "
+                f"{run_dir} holds a run with {SETTINGS[name].flag} {saved[name]}, not "
+                f"{record.get(name)}; "
                 f"resume it with `tfdock train --resume {run_dir}` (its saved settings), or "
                 "train into a new folder."
             )

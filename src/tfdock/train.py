@@ -14,10 +14,9 @@ from typing import Any
 
 from tfdock._files import DISK_FULL, atomic_path, write_json
 from tfdock._internals import MissingInternal
-from tfdock.data import TRAIN_SIZE, Mnist, load_mnist
-from tfdock.distribute import DEFAULT_STRATEGY, STRATEGIES, Cluster, read_cluster
+from tfdock.cluster import Cluster, read_cluster
+from tfdock.data import Mnist, load_mnist
 from tfdock.errors import TfdockError
-from tfdock.graph_loop import DEFAULT_LOOP, LOOPS
 from tfdock.resume import Progress, epoch_backup, read_progress, restore_backup
 from tfdock.run_dir import (
     CONFIG_FILE,
@@ -31,24 +30,8 @@ from tfdock.run_dir import (
     new_run_dir,
     read_run_config,
 )
+from tfdock.settings import DEFAULTS, check_settings
 
-DEFAULT_EPOCHS = 5
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_SEED = 42
-DEFAULT_OUTPUT_DIR = Path("runs")
-# Training steps run per call into the TensorFlow graph. Same math (one
-# optimizer step per batch of 32); it only removes the Python round trip per
-# step that dominates this small model's time, and the progress display is
-# updated once per call. Chosen by `make bench`.
-DEFAULT_STEPS_PER_EXECUTION = 100
-# Threads inside one TensorFlow op. This model's ops are tiny (a 32x784 by
-# 784x128 matmul at most): splitting them across threads costs more than it
-# saves, so each op runs on one thread while independent ops run side by side.
-DEFAULT_INTRA_OP_THREADS = 1
-# Threads that run independent ops side by side. With one-thread ops there is
-# little to overlap, and handing ops between threads costs more than it wins:
-# measured 9% faster fit and 22% less CPU with 1 than with TensorFlow's default.
-DEFAULT_INTER_OP_THREADS = 1
 # Runs that go through Keras fit (tf.distribute strategies; see graph_loop.py
 # for the others) get their batches from `_training_dataset`: it gathers each
 # epoch's shuffled copy once and slices batches from it, one small job for one
@@ -57,73 +40,27 @@ DEFAULT_INTER_OP_THREADS = 1
 DATA_THREADS = 1
 PREFETCH_BATCHES = 4
 
-INT32_MAX = 2**31 - 1
-MAX_THREADS = 1024
-# The range of each numeric setting, checked before TensorFlow sees any of them.
-NUMERIC_RANGES = {
-    "epochs": (1, INT32_MAX),
-    "batch_size": (1, TRAIN_SIZE),  # one batch at most holds every training image
-    "seed": (0, 2**32 - 1),  # NumPy's global seed is 32 bits
-    "steps_per_execution": (1, INT32_MAX),  # Keras counts steps in int32
-    "intra_op_threads": (0, MAX_THREADS),  # 0 = TensorFlow's choice
-    "inter_op_threads": (0, MAX_THREADS),
-    "limit": (1, TRAIN_SIZE),
-}
-
-
-def flag_name(setting: str) -> str:
-    """Return the command-line flag of a TrainConfig field: batch_size -> --batch-size."""
-    return "--" + setting.replace("_", "-")
-
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run."""
+    """Everything that decides a training run: one field per row of settings.py's table."""
 
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    seed: int = DEFAULT_SEED
-    data: str | None = None
-    output_dir: Path = DEFAULT_OUTPUT_DIR
-    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
-    intra_op_threads: int = DEFAULT_INTRA_OP_THREADS
-    """Threads per op; 0 lets TensorFlow use every core."""
-    inter_op_threads: int = DEFAULT_INTER_OP_THREADS
-    """Ops run at once; 0 lets TensorFlow choose."""
-    limit: int | None = None
-    """Train on the first N training images only (quick checks); None means all 60,000."""
-    strategy: str = DEFAULT_STRATEGY
-    """auto, one-device, mirrored or multi-worker (tf.distribute)."""
-    deterministic: bool = False
-    """Turn on TensorFlow's op determinism: same seed, same machine, same bits."""
-    loop: str = DEFAULT_LOOP
-    """auto (the graph loop where it is exact, else Keras fit) or fit."""
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int = DEFAULTS["batch_size"]
+    seed: int = DEFAULTS["seed"]
+    data: str | None = DEFAULTS["data"]
+    output_dir: Path = DEFAULTS["output_dir"]
+    steps_per_execution: int = DEFAULTS["steps_per_execution"]
+    intra_op_threads: int = DEFAULTS["intra_op_threads"]
+    inter_op_threads: int = DEFAULTS["inter_op_threads"]
+    limit: int | None = DEFAULTS["limit"]
+    strategy: str = DEFAULTS["strategy"]
+    deterministic: bool = DEFAULTS["deterministic"]
+    loop: str = DEFAULTS["loop"]
 
     def validate(self) -> None:
         """Refuse settings that cannot train, with the flag to fix (they may come from a file)."""
-        for name, (low, high) in NUMERIC_RANGES.items():
-            value = getattr(self, name)
-            if name == "limit" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise TfdockError(
-                    f"{flag_name(name)} must be a whole number from {low} to {high}, not {value!r}."
-                )
-        if self.limit is not None and self.limit < self.batch_size:
-            raise TfdockError(
-                f"--limit {self.limit} is smaller than one batch ({self.batch_size}); "
-                "raise it or leave it out to use all training images."
-            )
-        if self.loop not in LOOPS:
-            raise TfdockError(f"--loop must be one of {', '.join(LOOPS)}, not {self.loop!r}.")
-        if self.strategy not in STRATEGIES:
-            raise TfdockError(
-                f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
-            )
-        if not isinstance(self.deterministic, bool):
-            raise TfdockError(f"deterministic must be true or false, not {self.deterministic!r}.")
-        if self.data is not None and not isinstance(self.data, str):
-            raise TfdockError(f"--data must be a path, not {self.data!r}.")
+        check_settings(asdict(self))
 
 
 @dataclass
@@ -604,10 +541,6 @@ def _training_dataset(
         .prefetch(PREFETCH_BATCHES)
         .with_options(options)
     )
-
-
-def _keras_name(path: Path) -> Path:
-    return path.with_name(path.name + ".keras")
 
 
 def _epoch_timer(seconds: list[float]) -> Any:

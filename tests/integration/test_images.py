@@ -43,8 +43,8 @@ CUDA_LIBRARIES = (
 )
 CUDA_WHEEL_SIZES = "cd /opt/venv/lib/python3.11/site-packages/nvidia && du -sb -- */"
 LIST_DISTRIBUTIONS = (
-    "import json, importlib.metadata as m, re; "
-    "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
+    "import json, importlib.metadata as m; from packaging.utils import canonicalize_name; "
+    "print(json.dumps({canonicalize_name(d.metadata['Name']): d.version "
     "for d in m.distributions()}))"
 )
 

@@ -8,7 +8,18 @@ import sys
 import pytest
 
 from tests.commands import run, tfdock
-from tfdock.cli import main
+from tfdock.cli import build_parser, main
+
+COMMANDS = (
+    "train",
+    "multiworker",
+    "verify",
+    "lab",
+    "lab-health",
+    "lock",
+    "container-check",
+    "lock-check",
+)
 
 
 def test_help_is_instant_and_does_not_import_tensorflow():
@@ -16,16 +27,7 @@ def test_help_is_instant_and_does_not_import_tensorflow():
     result = run([sys.executable, "-X", "importtime", "-m", "tfdock", "--help"])
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^    ([a-z][-a-z]*)", result.stdout, re.M)
-    assert listed == [
-        "train",
-        "multiworker",
-        "verify",
-        "lab",
-        "lab-health",
-        "lock",
-        "container-check",
-        "lock-check",
-    ]
+    assert listed == list(COMMANDS)
     # -X importtime writes one line per module imported: "import time: self | cumulative | name".
     imported = [
         line.rsplit("|", 1)[1].strip()
@@ -35,6 +37,13 @@ def test_help_is_instant_and_does_not_import_tensorflow():
     assert "tfdock.cli" in imported, "the probe sees the CLI's own imports"
     heavy = sorted({name for name in imported if name.split(".")[0] in ("tensorflow", "keras")})
     assert heavy == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_names_the_handler_that_runs_it(command):
+    """Each subcommand, parsed, carries the function that runs it (main calls it, no if-chain)."""
+    handler = build_parser().parse_args([command]).handler
+    assert handler.__name__ == "_" + command.replace("-", "_")
 
 
 def test_missing_data_is_one_sentence(tmp_path):

@@ -6,8 +6,9 @@ import difflib
 from importlib import metadata
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from tfdock.lock import normalize, read_lock
+from tfdock.lock import read_lock
 
 # The only lines allowed to differ: header comments, the lock copied in (once to be split
 # into layers, once kept whole, and the workspace file it comes from), the NVIDIA runtime variables (and the line continuation they need),
@@ -53,7 +54,7 @@ def test_gpu_lock_is_cpu_lock_plus_cuda_wheels(repo_root):
         assert sorted(gpu.hashes[name]) == sorted(cpu.hashes[name]), f"{name}=={version} hashes"
     added = set(gpu.pins) - set(cpu.pins)
     cuda_extra = {
-        normalize(Requirement(r).name)
+        canonicalize_name(Requirement(r).name)
         for r in metadata.requires("tensorflow") or []
         if "and-cuda" in r
     }
