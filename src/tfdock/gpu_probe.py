@@ -26,7 +26,6 @@ import ctypes
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdock._native_logs import is_noise
+from tfdock._signals import signal_name
 from tfdock.errors import TfdockError
 
 TIMEOUT_ENV = "TFDOCK_GPU_PROBE_TIMEOUT"
@@ -204,14 +204,6 @@ def run_probe(command: list[str], timeout: float) -> ProbeOutcome:
         return ProbeOutcome(json.loads(done.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
         return ProbeOutcome(None, f"the GPU probe printed no report: {last_error}")
-
-
-def signal_name(number: int) -> str:
-    """Name a signal (SIGABRT), or give its number where it has no name (real-time ones)."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def last_error_line(stderr: str) -> str:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfdock._signals import signal_name
 from tfdock.cluster import TF_CONFIG_ENV, tf_config_for
 from tfdock.errors import TfdockError
 from tfdock.peers import PORT_IN_USE_EXIT_CODE
@@ -213,10 +214,7 @@ def _watch(processes: list[subprocess.Popen[bytes]]) -> WorkerExit | str | None:
 
 def _describe_exit(code: int) -> str:
     if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
+        return f"was killed by {signal_name(-code)}"
     return f"exited with code {code}"
 
 
