@@ -6,12 +6,15 @@
 # at every build; the engines' built-in Dockerfile frontends read RUN --mount already.
 ARG BASE_NAME=docker.io/library/debian:bookworm-slim
 ARG BASE_DIGEST=sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
+# The image's user; declared before FROM, so that each stage that names it gets the value.
+ARG TFDOCK_UID=1000
+ARG TFDOCK_GID=1000
 FROM ${BASE_NAME}@${BASE_DIGEST} AS system
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-ARG TFDOCK_UID=1000
-ARG TFDOCK_GID=1000
+ARG TFDOCK_UID
+ARG TFDOCK_GID
 
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -120,4 +123,6 @@ RUN umask 0002 \
  && rm -rf /opt/tfdock/package
 
 # The uid alone: the engine then gives the user its groups from /etc/group (users, too).
+# (A stage does not inherit its parent stage's ARGs: without this line USER would be empty, root.)
+ARG TFDOCK_UID
 USER ${TFDOCK_UID}

@@ -22,7 +22,9 @@ def test_default_base_is_debian_bookworm_slim_by_digest(repo_root, variant):
     assert DIGEST.match(defaults["BASE_DIGEST"]), defaults["BASE_DIGEST"]
     base, *stages = re.findall(r"^FROM .*$", text, re.M)
     assert base == "FROM ${BASE_NAME}@${BASE_DIGEST} AS system"
-    assert stages == ["FROM system AS lock-layers", "FROM system"], "every later stage is on the base"
+    assert stages == ["FROM system AS lock-layers", "FROM system"], (
+        "every later stage is on the base"
+    )
     assert 'org.opencontainers.image.base.name="${BASE_NAME}"' in text
     assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in text
 
