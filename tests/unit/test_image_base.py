@@ -36,3 +36,15 @@ def test_docs_name_the_pinned_digest_and_its_source(repo_root):
     assert digest in docs
     assert "docker-library/repo-info" in docs
     assert "move it forward" in docs
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_every_stage_declares_the_args_it_uses(repo_root, variant):
+    """A stage sees only the ARGs it declares (not its parent stage's): an undeclared one is empty."""
+    text = (repo_root / "docker" / f"{variant}.Dockerfile").read_text()
+    for stage in re.split(r"^FROM .*$", text, flags=re.M)[1:]:
+        declared = set(re.findall(r"^ARG (\w+)", stage, re.M))
+        set_by_env = set(re.findall(r"^\s*(?:ENV\s+)?(\w+)=", stage, re.M))
+        used = set(re.findall(r"\$\{(\w+)\}", re.sub(r"^\s*#.*$", "", stage, flags=re.M)))
+        assert used - declared - set_by_env - {"PATH"} == set(), stage[:200]
+    assert re.search(r"^ARG TFDOCK_UID\nUSER \$\{TFDOCK_UID\}\Z", text.strip(), re.M)
