@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,13 @@ def test_verify_json_and_require_gpu(repo_root):
     assert result.returncode == 1 and report["ok"] is False
     assert gpu["ok"] is False and gpu["detail"].startswith("no GPU is visible to TensorFlow")
     assert all(c["ok"] for c in report["checks"] if c["name"] != "gpu")
+    assert [c["name"] for c in report["checks"]] == _documented_cpu_checks(repo_root)
+
+
+def _documented_cpu_checks(repo_root: Path) -> list[str]:
+    """The checks docs/cli.md's table lists, in order, but those for --require-gpu's GPU."""
+    rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", (repo_root / "docs/cli.md").read_text(), re.M)
+    return [name for name, text in rows if "--require-gpu` only" not in text]
 
 
 def _build_probe_package(folder: Path) -> Path:

@@ -46,6 +46,34 @@ def test_every_command_names_the_handler_that_runs_it(command):
     assert handler.__name__ == "_" + command.replace("-", "_")
 
 
+def _documented_synopsis(repo_root) -> dict[str, set[str]]:
+    """Each command's flags as docs/cli.md's synopsis block writes them."""
+    block = (repo_root / "docs" / "cli.md").read_text().split("```")[1]
+    flags: dict[str, set[str]] = {}
+    command = ""
+    for line in block.strip().splitlines():
+        if line.startswith("tfdock "):
+            command = line.split()[1]
+        flags.setdefault(command, set()).update(re.findall(r"--[a-z][-a-z]*", line))
+    return flags
+
+
+def _parser_flags(command: str) -> set[str]:
+    subcommands = next(
+        action for action in build_parser()._actions if action.dest == "command"
+    ).choices
+    options = (a.option_strings for a in subcommands[command]._actions)
+    return {flag for strings in options for flag in strings if flag.startswith("--")} - {"--help"}
+
+
+def test_the_cli_page_lists_each_commands_own_flags(repo_root):
+    """docs/cli.md's synopsis names every command and exactly the flags its parser takes."""
+    documented = _documented_synopsis(repo_root)
+    assert sorted(documented) == sorted(COMMANDS)
+    for command in COMMANDS:
+        assert documented[command] == _parser_flags(command), command
+
+
 def test_missing_data_is_one_sentence(tmp_path):
     """Training with a data path that does not exist exits 2 with one line and no traceback."""
     result = tfdock(
