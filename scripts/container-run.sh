@@ -2,7 +2,7 @@
 # Run a command in the kit's image with the workspace mounted, so results land on the
 # host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--shell|COMMAND...]
 # Refuses, in one sentence, an image older than the workspace's lock.
-# Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data),
+# Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data/<its name>),
 # PORT (host port for --lab, bound to 127.0.0.1).
 set -euo pipefail
 

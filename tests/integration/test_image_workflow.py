@@ -58,6 +58,19 @@ def test_docker_shell_is_a_shell_in_the_image_on_the_workspace(engine, repo_root
     ]
 
 
+def test_docker_targets_mount_tfdock_data_under_data_by_its_name(
+    engine, repo_root, cpu_image, mnist_dir
+):
+    """TFDOCK_DATA=HOST/NAME is /data/NAME in the container, read-only, and its TFDOCK_DATA (docs/images.md)."""
+    command = "CMD=printenv TFDOCK_DATA && ls /data/* && touch /data/*/new"
+    result = make(repo_root, "docker-run", command, engine=engine, TFDOCK_DATA=str(mnist_dir))
+    inside = f"/data/{mnist_dir.name}"
+    assert result.returncode != 0, "the data folder is writable in the container"
+    assert "Read-only file system" in result.stderr, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert inside in lines and "train-images-idx3-ubyte.gz" in lines, result.stdout[-2000:]
+
+
 def test_workspace_src_wins_and_the_image_alone_runs_its_own(engine, workspace, cpu_image):
     """With the workspace mounted, an edit to src/ counts at the next `make docker-run`; the image alone imports its own copy."""
     init = workspace / "src" / "tfdock" / "__init__.py"
