@@ -33,13 +33,15 @@ USER_GID ?= 1000## gid of the image's user
 BUILD_FLAGS ?=## extra flags for the image build, e.g. --pull=never
 PLATFORM ?=## image platform: empty = this machine's; linux/arm64 or linux/amd64 tags IMAGE:cpu-ARCH
 BASE_IMAGE ?=## the images' base instead of the pinned debian:bookworm-slim (name@sha256:..., or a local name)
+BASE_IMAGE_ARM64 ?=## the linux/arm64 base where BASE_IMAGE is a single-arch local copy (Podman only)
+GPU ?=## GPU=1: `make doctor` checks the GPU targets too (driver, NVIDIA runtime)
 REGISTRY ?=## where `make push` pushes: host[:port]/namespace
 PUSH_FLAGS ?=## extra flags for `make push`, e.g. --tls-verify=false for a plain-HTTP registry
 PACKAGE ?=## the one package `make upgrade` moves (with what it needs); empty = every package
 CMD ?=## the command `make run` / `make docker-run` runs, e.g. CMD='python my_train.py'
 
 export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD PLATFORM BASE_IMAGE \
-	REGISTRY PUSH_FLAGS
+	BASE_IMAGE_ARM64 REGISTRY PUSH_FLAGS
 STAMP := $(VENV)/.tfdock-installed
 # Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
 # build time, is the environment: the targets use it as it is and never create .venv.
@@ -72,7 +74,7 @@ help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables:"
-	@sed -n 's/^\([A-Z_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-18s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
+	@sed -n 's/^\([A-Z0-9_]*\) ?= *\([^#]*\)## \(.*\)/\1|\2|\3/p' $(MAKEFILE_LIST) | awk -F'|' '{printf "  %-18s %s (default: %s)\n", $$1, $$3, ($$2 == "" ? "empty" : $$2)}'
 
 setup: $(if $(TFDOCK_IN_IMAGE),refuse-setup-in-image,$(STAMP)) ## create .venv from the lock; a no-op when it is up to date
 
@@ -128,16 +130,16 @@ lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
 
 doctor: ## check the host for the container targets (add GPU=1 for the GPU ones)
-	@scripts/doctor.sh $(if $(GPU),--gpu)
+	@scripts/doctor.sh $(if $(strip $(GPU)),--gpu)
 
 image: ## build the CPU image IMAGE:cpu from the lock (PLATFORM=linux/arm64: IMAGE:cpu-arm64)
 	@scripts/build-image.sh cpu
 
-image-multiarch: ## build the CPU image for linux/amd64 and linux/arm64 and join them as one multi-arch IMAGE:cpu
-	@PLATFORM=linux/amd64,linux/arm64 scripts/build-image.sh cpu
-
 image-gpu: ## build the GPU image IMAGE:gpu (the lock + CUDA wheels; linux/amd64 only)
 	@scripts/build-image.sh gpu
+
+image-multiarch: ## build the CPU image for linux/amd64 and linux/arm64 and join them as one multi-arch IMAGE:cpu
+	@PLATFORM=linux/amd64,linux/arm64 scripts/build-image.sh cpu
 
 push: ## push IMAGE:cpu (multi-arch) and IMAGE:gpu to REGISTRY, tagged by their lock; prints the digests
 	@scripts/push-images.sh
@@ -168,14 +170,14 @@ docker-shell: ## an interactive shell in the CPU image, workspace mounted
 docker-shell-gpu: ## an interactive shell in the GPU image, GPU passed through
 	@scripts/container-run.sh gpu --shell
 
-gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
-	@scripts/gpu-check.sh
-
 docker-lab: ## JupyterLab in the CPU image on 127.0.0.1:PORT, workspace mounted; prints the URL
 	@scripts/container-run.sh cpu --lab
 
 docker-lab-gpu: ## JupyterLab in the GPU image, GPU passed through
 	@scripts/container-run.sh gpu --lab
+
+gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
+	@scripts/gpu-check.sh
 
 clean: ## remove caches and build leftovers (keeps .venv and runs/)
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts
