@@ -10,12 +10,16 @@ compared, so a pulled image or a dev container built elsewhere is judged the sam
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from tfdock._files import sha256_of
 from tfdock.lock import LOCK_ENV
 
 WORKSPACE_LOCK_ENV = "TFDOCK_WORKSPACE_LOCK"
+# Set by .devcontainer/pulled/devcontainer.json to its own path: that container's image is
+# the team's published one, so a rebuild here cannot help; a newer image must be named.
+PULLED_CONFIG_ENV = "TFDOCK_PULLED_CONFIG"
 # The target that rebuilds the image built from each lock.
 _IMAGE_TARGETS = {"requirements-gpu.txt": "make image-gpu"}
 
@@ -29,11 +33,23 @@ def stale_container_message(environ: dict[str, str] | None = None) -> str | None
         return None  # not one of the kit's images, or no workspace mounted
     if sha256_of(workspace_lock) == sha256_of(image_lock):
         return None
+    older = (
+        f"this container is older than the lock: {workspace_lock} changed after its image was built"
+    )
+    if environ.get(PULLED_CONFIG_ENV):
+        return f"{older}, and its image is the team's published one, so {_repoint(environ)}."
     target = _IMAGE_TARGETS.get(workspace_lock.name, "make image")
     return (
-        f"this container is older than the lock: {workspace_lock} changed after its image "
-        f"was built, so use Rebuild Container (VS Code: Dev Containers: Rebuild Container) "
+        f"{older}, so use Rebuild Container (VS Code: Dev Containers: Rebuild Container) "
         f"or `{target}`."
+    )
+
+
+def _repoint(environ: Mapping[str, str]) -> str:
+    """How the pulled dev container gets the image of the new lock."""
+    return (
+        f'point "image" in {environ[PULLED_CONFIG_ENV]} at the new lock\'s tag (the line '
+        "`make push` prints once someone has pushed it) and use Rebuild Container"
     )
 
 
@@ -50,6 +66,8 @@ def resync_hint(environ: dict[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     if not environ.get(IN_IMAGE_ENV):
         return "run `make setup` to re-sync"
+    if environ.get(PULLED_CONFIG_ENV):
+        return f"{_repoint(environ)}, or pip uninstall what you added"
     return (
         "rebuild the container from the lock (VS Code: Dev Containers: Rebuild Container; "
         "make image / make image-gpu), or pip uninstall what you added"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.commands import tfdock
-from tfdock.container import stale_container_message
+from tfdock.container import resync_hint, stale_container_message
 
 
 @pytest.fixture
@@ -46,6 +46,21 @@ def test_gpu_lock_names_the_gpu_image_target(tmp_path):
     image_lock.write_text("a==1\n")
     workspace_lock.write_text("a==2\n")
     assert "`make image-gpu`" in stale_container_message(_environ(image_lock, workspace_lock))
+
+
+def test_the_pulled_dev_container_is_told_to_name_the_new_image_not_to_rebuild(locks):
+    """The pulled config's container names its "image" line and `make push`, never `make image`."""
+    image_lock, workspace_lock = locks
+    workspace_lock.write_text(workspace_lock.read_text() + "# a teammate's change\n")
+    config = ".devcontainer/pulled/devcontainer.json"
+    environ = {**_environ(image_lock, workspace_lock), "TFDOCK_PULLED_CONFIG": config}
+    message = stale_container_message(environ)
+    assert message.startswith("this container is older than the lock:")
+    assert f'point "image" in {config} at the new lock\'s tag' in message
+    assert "`make push`" in message and "make image" not in message
+    assert message.count(". ") == 0 and message.endswith(".")
+    hint = resync_hint({**environ, "TFDOCK_IN_IMAGE": "1"})
+    assert config in hint and "make image" not in hint
 
 
 def test_no_workspace_or_no_image_is_not_stale(locks, tmp_path):
