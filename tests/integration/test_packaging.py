@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 import tomllib
 import venv
+import zipfile
 
 import pytest
 from packaging.requirements import Requirement
 
 from tests.commands import run, tfdock
+from tfdock import __version__
 from tfdock.lock import lock_drift, read_lock
 from tfdock.lock_check import index_answers
 from tfdock.lock_compile import pip_compile_environment
@@ -78,7 +80,7 @@ def test_the_oldest_setuptools_the_project_allows_builds_it(repo_root, tmp_path,
     source = tmp_path / "source"
     source.mkdir()
     shutil.copytree(repo_root / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(repo_root / name, source / name)
     venv.create(tmp_path / "venv", with_pip=True)
     python = str(tmp_path / "venv" / "bin" / "python")
@@ -91,4 +93,7 @@ def test_the_oldest_setuptools_the_project_allows_builds_it(repo_root, tmp_path,
     assert installed.returncode == 0, installed.stderr
     built = pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source))
     assert built.returncode == 0, f"setuptools {floor} cannot build tfdock:\n{built.stderr[-3000:]}"
-    assert list(tmp_path.glob("tfdock-*.whl"))
+    # The version is __init__.py's, the one place it is written; the licence travels with it.
+    (wheel,) = tmp_path.glob(f"tfdock-{__version__}-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert f"tfdock-{__version__}.dist-info/licenses/LICENSE" in names
