@@ -62,9 +62,9 @@ def test_docker_targets_mount_tfdock_data_under_data_by_its_name(
     engine, repo_root, cpu_image, mnist_dir
 ):
     """TFDOCK_DATA=HOST/NAME is /data/NAME in the container, read-only, and its TFDOCK_DATA (docs/images.md)."""
-    command = "CMD=printenv TFDOCK_DATA && ls /data/* && touch /data/*/new"
-    result = make(repo_root, "docker-run", command, engine=engine, TFDOCK_DATA=str(mnist_dir))
     inside = f"/data/{mnist_dir.name}"
+    command = f"CMD=printenv TFDOCK_DATA && ls {inside} && touch {inside}/new"
+    result = make(repo_root, "docker-run", command, engine=engine, TFDOCK_DATA=str(mnist_dir))
     assert result.returncode != 0, "the data folder is writable in the container"
     assert "Read-only file system" in result.stderr, result.stderr[-2000:]
     lines = result.stdout.splitlines()
