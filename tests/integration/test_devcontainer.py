@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import time
 import uuid
 
@@ -16,6 +18,7 @@ from tests.integration.containers import (
     LOCKED_TENSORFLOW,
     copy_repository,
     engine_or_skip,
+    pinned_base,
     probe_wheel,
     record_artifact,
     write_own_script,
@@ -64,16 +67,24 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
         container.remove()
 
 
-def test_cli_reads_both_configs(repo_root, tmp_path):
-    """The CLI reads the CPU and GPU configs; the GPU one asks for a GPU only where there is one."""
+CONFIGS = {
+    "cpu": ".devcontainer/devcontainer.json",
+    "gpu": ".devcontainer/gpu/devcontainer.json",
+    "pulled": ".devcontainer/pulled/devcontainer.json",
+}
+
+
+def test_cli_reads_every_config(repo_root, tmp_path):
+    """The CLI reads all three configs: one user, ports, extensions, interpreter and pytest; a GPU only where there is one."""
     cli = devcontainer_cli()
     engine = engine_or_skip()  # the CLI asks the engine whether the container exists already
     # The CLI inspects each Dockerfile's base: a copy names this machine's (CI has no registry).
     workspace = copy_repository(repo_root, tmp_path / "tfdock")
     merged = {}
-    for name, path in (("cpu", ".devcontainer/devcontainer.json"),
-                       ("gpu", ".devcontainer/gpu/devcontainer.json")):  # fmt: skip
-        fit_to_this_machine(engine, workspace / path)
+    for name, path in CONFIGS.items():
+        # The pulled config's image stands for the team's; the CLI only reads its labels.
+        stand_in = {"image": _local_base(repo_root)} if name == "pulled" else {}
+        fit_to_this_machine(engine, workspace / path, **stand_in)
         result = commands.run(
             [cli, "read-configuration", "--workspace-folder", str(workspace), "--docker-path", engine,
              "--config", str(workspace / path), "--include-merged-configuration"],
@@ -87,11 +98,31 @@ def test_cli_reads_both_configs(repo_root, tmp_path):
         assert set(vscode["extensions"]) == {
             "ms-python.python", "ms-toolsai.jupyter", "charliermarsh.ruff"
         }  # fmt: skip
-        assert vscode["settings"]["python.defaultInterpreterPath"] == "/opt/venv/bin/python"
+        settings = vscode["settings"]
+        assert settings["python.defaultInterpreterPath"] == "/opt/venv/bin/python"
+        assert settings["python.testing.pytestEnabled"] is True
+        assert settings["python.testing.unittestEnabled"] is False
+        _testing_view_finds_the_suite(repo_root, settings["python.testing.pytestArgs"])
     assert merged["gpu"]["hostRequirements"]["gpu"] == "optional"
     assert "hostRequirements" not in merged["cpu"]
 
 
+def _local_base(repo_root) -> str:
+    """The base image `make image` builds on here (CI's local copy, else the pinned one)."""
+    pinned = pinned_base(repo_root)
+    return os.environ.get("BASE_IMAGE") or f"{pinned['BASE_NAME']}@{pinned['BASE_DIGEST']}"
+
+
+def _testing_view_finds_the_suite(repo_root, arguments: list[str]) -> None:
+    """pytest, given the configs' arguments, collects the whole suite without an error."""
+    result = commands.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *arguments], cwd=repo_root
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^\d{3,} tests collected", result.stdout, re.M), result.stdout[-500:]
+
+
+@pytest.mark.slow
 def test_devcontainer_up_proves_itself_and_says_what_next(devcontainer):
     """`devcontainer up` builds the CPU image, runs `make verify` after creation and prints next steps."""
     assert devcontainer.up_result["outcome"] == "success"
@@ -102,6 +133,7 @@ def test_devcontainer_up_proves_itself_and_says_what_next(devcontainer):
     assert "make lab" in devcontainer.up_log
 
 
+@pytest.mark.slow
 def test_devcontainer_exec_make_verify_uses_the_image_venv(devcontainer):
     """`devcontainer exec make verify` passes as tfdock with /opt/venv, creating no .venv."""
     result = devcontainer.exec("make", "verify")
@@ -141,6 +173,7 @@ KERNEL_PRINTS_PROBE = (
 )
 
 
+@pytest.mark.slow
 def test_edit_in_the_workspace_counts_at_the_next_command(devcontainer):
     """An edit to src/tfdock on the host is what the next command, pytest and a notebook kernel in the container import."""
     init = devcontainer.workspace / "src" / "tfdock" / "__init__.py"
@@ -174,6 +207,7 @@ def test_edit_in_the_workspace_counts_at_the_next_command(devcontainer):
         probe_test.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_pip_install_in_the_dev_container_is_named_by_verify(devcontainer):
     """The dev container's user can pip install a package into /opt/venv, and `make verify` then names it as drift."""
     wheel = probe_wheel(devcontainer.workspace / "test-artifacts" / "probe-wheel")
@@ -188,6 +222,7 @@ def test_pip_install_in_the_dev_container_is_named_by_verify(devcontainer):
         _exec_ok(devcontainer, "pip", "uninstall", "--quiet", "--yes", "tfdock-drift-probe")
 
 
+@pytest.mark.slow
 def test_make_run_in_the_dev_container_writes_your_file(devcontainer):
     """`make run CMD='python script.py OUT'` in the dev container runs a TensorFlow script with /opt/venv; the file is the workspace owner's."""
     script = write_own_script(devcontainer.workspace / "test-artifacts" / "own")
@@ -203,6 +238,7 @@ def test_make_run_in_the_dev_container_writes_your_file(devcontainer):
 
 
 @pytest.mark.network
+@pytest.mark.slow
 def test_make_lock_in_the_dev_container_uses_its_environment(devcontainer):
     """`make lock` in the dev container compiles both locks with /opt/venv's pip-tools and makes no .venv."""
     # A one-package project keeps this to seconds; tests/integration/test_lock_workflow.py
@@ -228,6 +264,7 @@ def test_make_lock_in_the_dev_container_uses_its_environment(devcontainer):
             (devcontainer.workspace / name).write_bytes(content)
 
 
+@pytest.mark.slow
 def test_stale_lock_is_named_by_verify_and_at_every_start(devcontainer):
     """After the workspace's lock changes, `make verify` fails with one sentence, and the next start says it too (and still starts)."""
     lock = devcontainer.workspace / "requirements.txt"
