@@ -148,6 +148,7 @@ def mnist_copy(door, mnist_dir):
     return folder
 
 
+@pytest.mark.slow
 def test_make_image_labels_the_image_with_the_workspace_lock(door):
     """The engine's own `make image` built IMAGE:cpu from the workspace's lock (its label says so)."""
     lock = hashlib.sha256((door.workspace / "requirements.txt").read_bytes()).hexdigest()
@@ -156,6 +157,7 @@ def test_make_image_labels_the_image_with_the_workspace_lock(door):
     assert json.loads(inspect)[LOCK_LABEL] == lock
 
 
+@pytest.mark.slow
 def test_doctor_names_the_engine_and_its_mode(door):
     """`make doctor` says which engine answers and how the doors run there, and passes."""
     result = door.make("doctor", timeout=300)
@@ -163,6 +165,7 @@ def test_doctor_names_the_engine_and_its_mode(door):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_docker_verify_passes(door):
     """`make docker-verify` passes every check in the engine's image."""
     result = _timed(door, "make docker-verify", lambda: door.make("docker-verify"))
@@ -170,6 +173,7 @@ def test_docker_verify_passes(door):
     assert ALL_CHECKS_PASSED.search(result.stdout), result.stdout
 
 
+@pytest.mark.slow
 def test_docker_train_writes_its_run_as_the_host_user(door, mnist_copy):
     """`make docker-train` trains one epoch; the run folder and every file in it are the user's."""
     runs = f"runs-{uuid.uuid4().hex[:8]}"
@@ -183,6 +187,7 @@ def test_docker_train_writes_its_run_as_the_host_user(door, mnist_copy):
     assert owners_under(door.workspace / runs) == {door.ids}
 
 
+@pytest.mark.slow
 def test_docker_run_writes_files_the_host_user_owns(door):
     """`make docker-run CMD=...` writes into the workspace as the user, and the home is writable."""
     marker = f"owned-by-me-{uuid.uuid4().hex[:8]}"
@@ -194,6 +199,7 @@ def test_docker_run_writes_files_the_host_user_owns(door):
     assert (stat.st_uid, stat.st_gid) == door.ids
 
 
+@pytest.mark.slow
 def test_docker_shell_runs_what_it_reads_as_the_host_user(door):
     """`make docker-shell` reads commands from a pipe too; what it writes is the user's."""
     marker = f"shell-{uuid.uuid4().hex[:8]}"
@@ -204,6 +210,7 @@ def test_docker_shell_runs_what_it_reads_as_the_host_user(door):
     assert (path.stat().st_uid, path.stat().st_gid) == door.ids
 
 
+@pytest.mark.slow
 def test_docker_lab_answers_with_its_token_only(door):
     """`make docker-lab` serves JupyterLab on 127.0.0.1:PORT; its API answers with the token, not without."""
     port, token = free_port(), os.urandom(24).hex()
@@ -234,6 +241,7 @@ def test_docker_lab_answers_with_its_token_only(door):
         door.engine_cli("rm", "--force", name, check=False)
 
 
+@pytest.mark.slow
 def test_push_refuses_a_single_arch_cpu_image_in_one_sentence(door, registry):
     """`make push` publishes the multi-arch CPU image only: a single-arch IMAGE:cpu is one sentence."""
     result = door.make("push", f"REGISTRY={registry}/team", "PUSH_FLAGS=--tls-verify=false",
@@ -296,6 +304,7 @@ def _verify_passes_writing_as_the_owner(exec_in, workspace: Path) -> None:
     assert (workspace / marker).stat().st_uid == workspace.stat().st_uid
 
 
+@pytest.mark.slow
 def test_dev_container_comes_up_as_the_host_user(door, pulled_config):
     """The devcontainers CLI (--docker-path) opens the dev container; verify passes and files are the user's."""
     workspace, config = pulled_config
@@ -318,6 +327,7 @@ def _base_args(door: Door) -> dict[str, str]:
 # Rootful Podman's built dev container is tests/integration/test_devcontainer.py's (as root,
 # no host user to map); building it again here would cost three minutes for nothing new.
 @pytest.mark.parametrize("door", ["docker", "rootless-podman"], indirect=True)
+@pytest.mark.slow
 def test_dev_container_builds_from_the_dockerfile_as_the_host_user(door, dev_workspace):
     """The built config (.devcontainer/devcontainer.json) comes up through the CLI; files are the user's."""
     config = dev_workspace / ".devcontainer" / "devcontainer.json"
@@ -332,6 +342,7 @@ def test_dev_container_builds_from_the_dockerfile_as_the_host_user(door, dev_wor
         _verify_passes_writing_as_the_owner(exec_in, dev_workspace)
 
 
+@pytest.mark.slow
 def test_image_labels_name_the_base_the_door_built_on(door):
     """The base recorded in the image is the one this engine resolved (Docker: the registry's digest)."""
     inspect = door.engine_cli("image", "inspect", "--format", "{{json .Config.Labels}}",

@@ -22,7 +22,8 @@ from tests.integration.containers import (
 )
 from tests.integration.test_resume import interrupt_in_epoch_2, resume_line
 
-pytestmark = pytest.mark.container
+# Slow: each test starts the CPU image, built once (minutes).
+pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 STALE = "this container is older than the lock: /workspace/requirements.txt changed"
 REBUILD = "so use Rebuild Container (VS Code: Dev Containers: Rebuild Container) or `make image`."
@@ -138,7 +139,6 @@ def test_make_setup_in_the_image_refuses_in_one_sentence(engine, repo_root, cpu_
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_ctrl_c_in_make_docker_train_names_the_doors_own_resume_command(
     engine, repo_root, cpu_image, mnist_dir, ctrl_c_reaches_children
 ):

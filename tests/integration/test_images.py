@@ -32,7 +32,8 @@ from tests.integration.containers import (
 from tfdock import gpu_probe, lock_layers
 from tfdock.lock import installed_distributions, read_lock
 
-pytestmark = pytest.mark.container
+# Slow: each test builds or starts an image (minutes).
+pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 # What the GPU image's CUDA runtime and cuDNN say they are, next to TensorFlow's build.
 CUDA_LIBRARIES = (

