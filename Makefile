@@ -27,6 +27,7 @@ BENCH_REPEATS ?= 3## runs of each side in `make bench` (the median is reported)
 ENGINE ?= docker## container engine: docker or podman
 IMAGE ?= tfdock## image name; the targets tag IMAGE:cpu and IMAGE:gpu
 PORT ?= 8888## host port for JupyterLab, bound to 127.0.0.1
+TB_PORT ?= 6006## host port for TensorBoard, bound to 127.0.0.1
 CA_BUNDLE ?=## a proxy's CA bundle, given to the image build as a secret
 USER_UID ?= 1000## uid of the image's user (the container runs as your uid anyway)
 USER_GID ?= 1000## gid of the image's user
@@ -40,7 +41,7 @@ PUSH_FLAGS ?=## extra flags for `make push`, e.g. --tls-verify=false for a plain
 PACKAGE ?=## the one package `make upgrade` moves (with what it needs); empty = every package
 CMD ?=## the command `make run` / `make docker-run` runs, e.g. CMD='python my_train.py'
 
-export TFDOCK_DATA ENGINE IMAGE PORT CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD PLATFORM BASE_IMAGE \
+export TFDOCK_DATA ENGINE IMAGE PORT TB_PORT RUNS CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD PLATFORM BASE_IMAGE \
 	BASE_IMAGE_ARM64 REGISTRY PUSH_FLAGS
 STAMP := $(VENV)/.tfdock-installed
 # Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
@@ -63,9 +64,9 @@ NEED_CMD = @$(if $(strip $(CMD)),:,echo "make $@: say what to run, e.g. make $@ 
 SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$(error shellcheck is not installed: the lock has it for x86_64 only, so on this machine install Debian's (apt-get install shellcheck)))
 
 .PHONY: help setup refuse-setup-in-image lock upgrade lock-check train train-multiworker verify run shell bench test check \
-	lint clean clean-venv lab doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu \
+	lint clean clean-venv lab tensorboard doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu \
 	docker-train docker-train-gpu docker-run docker-run-gpu docker-shell docker-shell-gpu docker-lab \
-	docker-lab-gpu gpu-check
+	docker-lab-gpu docker-tensorboard gpu-check
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -113,6 +114,9 @@ shell: $(ENVIRONMENT) ## an interactive shell in the environment, activated afte
 
 lab: $(ENVIRONMENT) ## start JupyterLab on 127.0.0.1:PORT; prints the URL with its token
 	@$(BIN)/tfdock lab --port $(PORT)
+
+tensorboard: $(ENVIRONMENT) ## TensorBoard over every run in RUNS on 127.0.0.1:TB_PORT; prints its URL
+	@$(BIN)/tfdock tensorboard --logdir $(RUNS) --port $(TB_PORT)
 
 bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `--loop fit`) side by side; JSON in bench-results/
 	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
@@ -175,6 +179,9 @@ docker-lab: ## JupyterLab in the CPU image on 127.0.0.1:PORT, workspace mounted;
 
 docker-lab-gpu: ## JupyterLab in the GPU image, GPU passed through
 	@scripts/container-run.sh gpu --lab
+
+docker-tensorboard: ## TensorBoard in the CPU image over RUNS, published on 127.0.0.1:TB_PORT
+	@scripts/container-run.sh cpu --tensorboard
 
 gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
 	@scripts/gpu-check.sh

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Run a command in the kit's image with the workspace mounted, so results land on the
-# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--shell|COMMAND...]
+# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--tensorboard|--shell|COMMAND...]
 # Refuses, in one sentence, an image older than the workspace's lock.
 # Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data/<its name>),
-# PORT (host port for --lab, bound to 127.0.0.1).
+# PORT (host port for --lab) and TB_PORT (for --tensorboard, over the workspace's RUNS), bound to 127.0.0.1.
 set -euo pipefail
 
 # shellcheck source=scripts/engine.sh
 source "$(dirname "$0")/engine.sh"
 
-variant=${1:?usage: container-run.sh cpu|gpu [--lab|--shell|COMMAND...]}
+variant=${1:?usage: container-run.sh cpu|gpu [--lab|--tensorboard|--shell|COMMAND...]}
 shift
 image=${IMAGE:-tfdock}
 lab=0
+board=0
 shell=0
 case "${1:-}" in
   --lab) lab=1 && shift ;;
+  --tensorboard) board=1 && shift ;;
   --shell) shell=1 && shift && set -- bash ;;
 esac
 
@@ -60,17 +62,23 @@ if [[ "$variant" == gpu ]]; then
   # the next --rm container reuses it; 2 GiB, as TensorFlow's 2.3.0 release notes advise.
   args+=(--env CUDA_CACHE_PATH=/workspace/.cache/nv-compute --env CUDA_CACHE_MAXSIZE=2147483648)
 fi
-if ((lab)); then
-  port=${PORT:-8888}
+# A server's host port: a TCP port number that is free on 127.0.0.1, else one sentence
+# (the engine's own message for a taken port is a long wrapped error).
+check_port() {  # VARIABLE PORT TARGET EXAMPLE PROGRAM
+  local variable=$1 port=$2 target=$3 example=$4 program=$5
   if [[ ! "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
-    echo "container-run: PORT=$port is not a TCP port; choose one from 1 to 65535, e.g. 'make docker-lab PORT=8890'." >&2
+    echo "container-run: $variable=$port is not a TCP port; choose one from 1 to 65535, e.g. 'make $target $variable=$example'." >&2
     exit 2
   fi
-  # The engine's own message for a taken port is a long wrapped error: say it in one sentence.
   if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "container-run: port $port on 127.0.0.1 is already in use (another JupyterLab?): stop that program or choose another port, e.g. 'make docker-lab PORT=$((port + 1))'." >&2
+    echo "container-run: port $port on 127.0.0.1 is already in use (another $program?): stop that program or choose another port, e.g. 'make $target $variable=$((port + 1))'." >&2
     exit 1
   fi
+}
+
+if ((lab)); then
+  port=${PORT:-8888}
+  check_port PORT "$port" docker-lab 8890 JupyterLab
   name="${image##*/}-lab-$port"
   # The token, if any, goes by name: its value stays out of every process's arguments.
   args+=(--name "$name" --publish "127.0.0.1:$port:8888")
@@ -79,6 +87,14 @@ if ((lab)); then
     args+=(--env JUPYTER_TOKEN)
   fi
   set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
+  echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
+elif ((board)); then
+  port=${TB_PORT:-6006}
+  check_port TB_PORT "$port" docker-tensorboard 6007 TensorBoard
+  name="${image##*/}-tensorboard-$port"
+  # No lab to watch: the image's health check would call it unhealthy.
+  args+=(--name "$name" --publish "127.0.0.1:$port:6006" --no-healthcheck)
+  set -- tfdock tensorboard --logdir "${RUNS:-runs}" --ip 0.0.0.0 --port 6006 --url-port "$port"
   echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
 else
   # The image's health check watches the lab; a one-off command has none to watch.

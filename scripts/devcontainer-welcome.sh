@@ -22,6 +22,7 @@ cat <<'NEXT'
 tfdock: the dev container is ready (the lock's environment is /opt/venv). Next:
   make train EPOCHS=1            train MNIST; the run lands in runs/ (TFDOCK_DATA=... for offline data)
   make lab                       JupyterLab on port 8888 (forwarded); open the URL it prints
+  make tensorboard               TensorBoard over runs/ on port 6006 (forwarded)
   notebooks/quickstart.ipynb     the TensorFlow quickstart, step by step (open it here or in the lab)
   make run CMD='python my.py'    your own code in this environment (src/ edits count at once)
   make help                      every target

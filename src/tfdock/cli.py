@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_verify,
         _add_lab,
         _add_lab_health,
+        _add_tensorboard,
         _add_lock,
         _add_container_check,
         _add_lock_check,
@@ -193,6 +194,42 @@ def _add_lab_health(commands: _Commands) -> None:
         help="exit 0 when the local JupyterLab answers (container health check)",
     )
     lab_health.set_defaults(handler=_lab_health)
+
+
+def _add_tensorboard(commands: _Commands) -> None:
+    """Add `tfdock tensorboard`: which runs it shows and where it listens."""
+    from tfdock.board import DEFAULT_IP, DEFAULT_PORT
+
+    board = commands.add_parser(
+        "tensorboard",
+        help="start TensorBoard over a folder of runs (its URL printed)",
+        description="Start TensorBoard over every run under --logdir, each run's own logs "
+        "side by side.",
+    )
+    board.add_argument(
+        "--logdir",
+        type=Path,
+        default=Path("runs"),
+        metavar="DIR",
+        help="the folder that holds the runs (default %(default)s)",
+    )
+    board.add_argument(
+        "--ip",
+        default=DEFAULT_IP,
+        help="address to listen on (default %(default)s; 0.0.0.0 in containers)",
+    )
+    board.add_argument(
+        "--port", type=_whole_number(1), default=DEFAULT_PORT, help="port (default %(default)s)"
+    )
+    board.add_argument(
+        "--url-port",
+        type=_whole_number(1),
+        default=None,
+        metavar="PORT",
+        help="port to show in the printed URL, when a container publishes "
+        "--port under another number",
+    )
+    board.set_defaults(handler=_tensorboard)
 
 
 def _add_lock(commands: _Commands) -> None:
@@ -345,6 +382,14 @@ def _lab_health(args: argparse.Namespace) -> int:
     from tfdock.lab import lab_health
 
     return lab_health()
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    """Serve TensorBoard over the runs until it is stopped."""
+    from tfdock.board import start_tensorboard
+
+    with quiet_native_logs():
+        return start_tensorboard(args.logdir, args.ip, args.port, args.url_port)
 
 
 def _lock(args: argparse.Namespace) -> int:

@@ -21,7 +21,9 @@ TOKEN_ENV = "JUPYTER_TOKEN"
 PORT_ENV = "TFDOCK_LAB_PORT"
 
 
-def check_port_free(ip: str, port: int) -> None:
+def check_port_free(
+    ip: str, port: int, program: str = "JupyterLab", retry: str = "make lab PORT"
+) -> None:
     """Raise a clear error when ``ip:port`` is taken or cannot be bound.
 
     The probe binds the way JupyterLab's server (tornado's bind_sockets) will: every
@@ -46,10 +48,12 @@ def check_port_free(ip: str, port: int) -> None:
                 if exc.errno == errno.EAFNOSUPPORT:
                     continue  # as tornado does: a family this kernel lacks is skipped
                 raise
-            _bind_like_jupyterlab(probe, address, ip, port)
+            _bind_like_jupyterlab(probe, address, ip, port, (program, retry))
 
 
-def _bind_like_jupyterlab(probe: socket.socket, address: tuple, ip: str, port: int) -> None:
+def _bind_like_jupyterlab(
+    probe: socket.socket, address: tuple, ip: str, port: int, who: tuple[str, str]
+) -> None:
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if probe.family == socket.AF_INET6:
         probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -57,9 +61,10 @@ def _bind_like_jupyterlab(probe: socket.socket, address: tuple, ip: str, port: i
         probe.bind(address)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
+            program, retry = who
             raise TfdockError(
-                f"port {port} on {ip} is already in use (another JupyterLab?): stop that "
-                f"program or choose another port, e.g. `make lab PORT={port + 1}`."
+                f"port {port} on {ip} is already in use (another {program}?): stop that "
+                f"program or choose another port, e.g. `{retry}={port + 1}`."
             ) from None
         raise TfdockError(
             f"cannot listen on {_host(ip)}:{port} ({exc.strerror}); choose another --ip or --port."
@@ -69,6 +74,15 @@ def _bind_like_jupyterlab(probe: socket.socket, address: tuple, ip: str, port: i
 def _host(ip: str) -> str:
     """Write ``ip`` as the host part of a URL: an IPv6 address in brackets."""
     return f"[{ip}]" if ":" in ip else ip
+
+
+def shown_host(ip: str) -> str:
+    """The host a URL names for a server listening on ``ip``.
+
+    A server on every address is reached on loopback; on "::" (IPv6 only, as tornado
+    binds) on ::1.
+    """
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(ip, _host(ip))
 
 
 def lab_command(ip: str, port: int, root_dir: Path) -> list[str]:
@@ -106,9 +120,7 @@ def start_lab(ip: str, port: int, url_port: int | None, root_dir: Path) -> int:
     token = os.environ.get(TOKEN_ENV) or secrets.token_hex(24)
     if len(token) < 16:
         raise TfdockError(f"{TOKEN_ENV} is shorter than 16 characters; use a longer, random token.")
-    # A lab on every address is reached on loopback; on "::" (IPv6 only, as tornado binds) on ::1.
-    shown_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(ip, _host(ip))
-    url = f"http://{shown_host}:{url_port or port}/lab?token={token}"
+    url = f"http://{shown_host(ip)}:{url_port or port}/lab?token={token}"
     print(f"tfdock: JupyterLab is starting; open {url}", flush=True)
     env = {**os.environ, TOKEN_ENV: token, PORT_ENV: str(port)}
     command = lab_command(ip, port, root_dir)

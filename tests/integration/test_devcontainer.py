@@ -93,7 +93,11 @@ def test_cli_reads_every_config(repo_root, tmp_path):
         merged[name] = cli_outcome(result.stdout)["mergedConfiguration"]
     for config in merged.values():
         assert config["remoteUser"] == "tfdock" and config["updateRemoteUserUID"] is True
-        assert config["forwardPorts"] == [8888]
+        assert config["forwardPorts"] == [8888, 6006]
+        labels = {
+            port: attributes["label"] for port, attributes in config["portsAttributes"].items()
+        }
+        assert labels == {"8888": "JupyterLab", "6006": "TensorBoard"}
         vscode = config["customizations"]["vscode"][0]
         assert set(vscode["extensions"]) == {
             "ms-python.python", "ms-toolsai.jupyter", "charliermarsh.ruff"
@@ -130,7 +134,7 @@ def test_devcontainer_up_proves_itself_and_says_what_next(devcontainer):
     assert devcontainer.up_result["remoteWorkspaceFolder"] == "/workspace"
     assert ALL_CHECKS_PASSED.search(devcontainer.up_log)
     assert "the dev container is ready" in devcontainer.up_log
-    assert "make lab" in devcontainer.up_log
+    assert "make lab" in devcontainer.up_log and "make tensorboard" in devcontainer.up_log
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ COMMANDS = (
     "verify",
     "lab",
     "lab-health",
+    "tensorboard",
     "lock",
     "container-check",
     "lock-check",
