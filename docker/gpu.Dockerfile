@@ -47,7 +47,6 @@ RUN groupadd --gid "${TFDOCK_GID}" tfdock \
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:${PATH} \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONPATH=/workspace/src \
     TFDOCK_LOCK=/opt/tfdock/requirements.txt \
@@ -98,28 +97,28 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
  && umask 0002 \
  && install -d -m 2775 -g users /opt/venv \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
+ && /opt/venv/bin/python -m pip install --quiet --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
       -r /opt/tfdock/layers/tensorflow.txt
 
 COPY --from=lock-layers /tmp/lock/layers/jupyterlab.txt /opt/tfdock/layers/
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && umask 0002 \
- && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
+ && /opt/venv/bin/python -m pip install --quiet --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
       -r /opt/tfdock/layers/jupyterlab.txt
 
 COPY --from=lock-layers /tmp/lock/layers/rest.txt /opt/tfdock/layers/
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && umask 0002 \
- && /opt/venv/bin/python -m pip install --quiet --require-hashes --no-deps --only-binary=:all: \
+ && /opt/venv/bin/python -m pip install --quiet --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
       -r /opt/tfdock/layers/rest.txt
 
 # The lock itself, which `tfdock verify` and the stale-lock notices compare with.
 COPY requirements-gpu.txt /opt/tfdock/requirements.txt
 COPY . /opt/tfdock/package/
 RUN umask 0002 \
- && /opt/venv/bin/python -m pip install --quiet --no-deps --no-build-isolation /opt/tfdock/package \
+ && /opt/venv/bin/python -m pip install --quiet --no-cache-dir --no-deps --no-build-isolation /opt/tfdock/package \
  && rm -rf /opt/tfdock/package
 
 # The uid alone: the engine then gives the user its groups from /etc/group (users, too).

@@ -3,6 +3,7 @@
 # host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--tensorboard|--shell|COMMAND...]
 # Refuses, in one sentence, an image older than the workspace's lock.
 # Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data/<its name>),
+# XDG_CACHE_HOME and TFDOCK_CACHE (the host caches mounted into it),
 # PORT (host port for --lab) and TB_PORT (for --tensorboard, over the workspace's RUNS), bound to 127.0.0.1.
 set -euo pipefail
 
@@ -42,6 +43,16 @@ if [[ -t 0 && -t 1 ]]; then
 elif ((shell)); then
   args+=(--interactive)  # a shell reads its commands from a pipe too
 fi
+# The kit's MNIST download and pip's cache live on the host (XDG_CACHE_HOME, else ~/.cache),
+# so they outlive the --rm container: a second `make docker-train` downloads nothing, and the
+# venv door and the images share one copy. TFDOCK_CACHE names another folder for the kit's.
+host_cache=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}
+data_cache=${TFDOCK_CACHE:-$host_cache/tfdock}
+mkdir -p "$data_cache" "$host_cache/pip" 2>/dev/null || {
+  echo "container-run: cannot make the cache folders $data_cache and $host_cache/pip; set XDG_CACHE_HOME (or TFDOCK_CACHE) to a folder you can write to." >&2
+  exit 1
+}
+args+=(--volume "$data_cache:/home/tfdock/.cache/tfdock" --volume "$host_cache/pip:/home/tfdock/.cache/pip")
 # How to resume a run in this door (the Makefile's train targets set it; tfdock prints it).
 [[ -n "${TFDOCK_RESUME_COMMAND:-}" ]] && args+=(--env TFDOCK_RESUME_COMMAND)
 if [[ -n "${TFDOCK_DATA:-}" ]]; then
