@@ -52,7 +52,10 @@ mkdir -p "$data_cache" "$host_cache/pip" 2>/dev/null || {
   echo "container-run: cannot make the cache folders $data_cache and $host_cache/pip; set XDG_CACHE_HOME (or TFDOCK_CACHE) to a folder you can write to." >&2
   exit 1
 }
-args+=(--volume "$data_cache:/home/tfdock/.cache/tfdock" --volume "$host_cache/pip:/home/tfdock/.cache/pip")
+# At /cache/, not under ~/.cache: a mount there would make ~/.cache root's, and other tools'
+# caches (pip-tools') could not be made.
+args+=(--volume "$data_cache:/cache/tfdock" --env TFDOCK_CACHE=/cache/tfdock)
+args+=(--volume "$host_cache/pip:/cache/pip" --env PIP_CACHE_DIR=/cache/pip)
 # How to resume a run in this door (the Makefile's train targets set it; tfdock prints it).
 [[ -n "${TFDOCK_RESUME_COMMAND:-}" ]] && args+=(--env TFDOCK_RESUME_COMMAND)
 if [[ -n "${TFDOCK_DATA:-}" ]]; then

@@ -103,6 +103,18 @@ def devcontainer_workspace(repo_root: Path, destination: Path) -> Path:
     return workspace
 
 
+def host_home(folder: Path) -> Path:
+    """A host user's home for `devcontainer up`, with the caches the configs mount.
+
+    As root the CLI maps no uid, so the container's user is the image's: it owns them then.
+    """
+    for name in ("tfdock", "pip"):
+        (folder / ".cache" / name).mkdir(parents=True, exist_ok=True)
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(folder)], check=True)
+    return folder
+
+
 def fit_to_this_machine(engine: str, config: Path, **changes) -> None:
     """Rewrite a copy's config (with CHANGES) for this machine's engine and base image."""
     settings = {**read_jsonc(config), **changes}

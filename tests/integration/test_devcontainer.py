@@ -8,6 +8,7 @@ import re
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,7 @@ from tests.integration.devcontainers import (
     devcontainer_cli,
     devcontainer_workspace,
     fit_to_this_machine,
+    host_home,
 )
 from tfdock.lock import read_lock
 
@@ -47,7 +49,8 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
     )
     config = workspace / ".devcontainer" / "devcontainer.json"
     fit_to_this_machine(engine, config)
-    env = {"BUILDAH_FORMAT": "docker"}  # Podman: keep the image's HEALTHCHECK and SHELL
+    home = host_home(tmp_path_factory.mktemp("devcontainer-home"))  # whose caches it mounts
+    env = {"BUILDAH_FORMAT": "docker", "HOME": str(home)}  # Podman: keep HEALTHCHECK and SHELL
     mounts = ["--mount", f"type=bind,source={mnist_dir},target=/data/mnist"]
     if os.environ.get("CA_BUNDLE"):
         # Behind a TLS-intercepting proxy, `make lock` in the container needs its CA too.
@@ -135,6 +138,19 @@ def test_devcontainer_up_proves_itself_and_says_what_next(devcontainer):
     assert ALL_CHECKS_PASSED.search(devcontainer.up_log)
     assert "the dev container is ready" in devcontainer.up_log
     assert "make lab" in devcontainer.up_log and "make tensorboard" in devcontainer.up_log
+
+
+@pytest.mark.slow
+def test_the_kits_and_pips_caches_are_the_host_users(devcontainer):
+    """The dev container's MNIST and pip caches (/cache/) are the host user's: they outlive it."""
+    where = "python -c 'from tfdock.data import default_cache_dir; print(default_cache_dir())'"
+    touch = "touch /cache/tfdock/kept /cache/pip/kept"
+    result = devcontainer.exec("sh", "-c", f"{where} && pip cache dir && {touch}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "/cache/tfdock" in lines and "/cache/pip" in lines
+    home = Path(devcontainer.up_env["HOME"])
+    assert (home / ".cache/tfdock/kept").is_file() and (home / ".cache/pip/kept").is_file()
 
 
 @pytest.mark.slow

@@ -75,18 +75,18 @@ def test_docker_targets_mount_tfdock_data_under_data_by_its_name(
 def test_docker_targets_keep_the_kits_and_pips_caches_on_the_host(
     engine, repo_root, cpu_image, tmp_path
 ):
-    """The MNIST and pip caches in the container are the host's (XDG_CACHE_HOME): they outlive --rm."""
+    """The MNIST and pip caches in the container are the host's (XDG_CACHE_HOME): they outlive --rm; ~/.cache stays writable."""
     cache = tmp_path / "cache"
     where = "python -c 'from tfdock.data import default_cache_dir; print(default_cache_dir())'"
-    write = f"CMD={where} && pip cache dir && touch ~/.cache/tfdock/kept ~/.cache/pip/kept"
+    write = f"CMD={where} && pip cache dir && touch /cache/tfdock/kept /cache/pip/kept && mkdir -p ~/.cache/other"
     first = make(repo_root, "docker-run", write, engine=engine, XDG_CACHE_HOME=str(cache))
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     lines = first.stdout.splitlines()
-    assert "/home/tfdock/.cache/tfdock" in lines and "/home/tfdock/.cache/pip" in lines
+    assert "/cache/tfdock" in lines and "/cache/pip" in lines
     for name in ("tfdock", "pip"):
         kept = cache / name / "kept"
         assert kept.is_file() and kept.stat().st_uid == os.getuid(), name
-    second = make(repo_root, "docker-run", "CMD=ls ~/.cache/tfdock ~/.cache/pip", engine=engine,
+    second = make(repo_root, "docker-run", "CMD=ls /cache/tfdock /cache/pip", engine=engine,
                   XDG_CACHE_HOME=str(cache))  # fmt: skip
     assert second.returncode == 0 and second.stdout.count("kept") == 2, second.stdout[-2000:]
 
