@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 from tests.commands import make, one_error_line, tfdock
@@ -11,7 +12,9 @@ def test_a_folder_without_logs_is_one_sentence_naming_make_train(repo_root, tmp_
     """No run has logged yet: `make tensorboard` says to train first, or to point RUNS elsewhere."""
     result = make(repo_root, "--no-print-directory", "tensorboard", f"RUNS={tmp_path}")
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make: ")]
+    (line,) = [
+        line for line in result.stderr.splitlines() if not re.match(r"make(\[\d+\])?: ", line)
+    ]
     assert line == (
         f"tfdock: error: {tmp_path} holds no TensorBoard logs yet: train a run first "
         "(`make train`), or point --logdir (RUNS for make) at the folder that holds your runs."
