@@ -1,22 +1,60 @@
-"""Start the kit's JupyterLab (venv or container) the way a user does, and talk to it."""
+"""Start the kit's JupyterLab (venv or container) the way a user does, and talk to it (and to TensorBoard) with an HTTP client and a real browser."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.commands import start
 
 URL_LINE = re.compile(r"tfdock: JupyterLab is starting; open (http://\S+)")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,800",
+    "--virtual-time-budget=30000",
+]
+
+
+def open_in_chromium(
+    url: str, screenshot: Path
+) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """Load URL in Debian's headless chromium: its rendered DOM, then a screenshot to SCREENSHOT.
+
+    Skips the test, naming what installs it, when chromium is missing.
+    """
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("chromium is not installed (scripts/ci-tools-setup.sh installs it)")
+    screenshot.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        dom = subprocess.run(
+            [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=180
+        )
+        shot = subprocess.run(
+            [*flags, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=180
+        )
+    return dom, shot
 
 
 def free_port() -> int:

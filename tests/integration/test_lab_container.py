@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 from datetime import datetime
 
@@ -18,24 +15,12 @@ from tests.integration.lab_helpers import (
     free_port,
     get_json,
     http_status,
+    open_in_chromium,
     start_make_lab,
 )
 
 # Slow: each test starts JupyterLab in the CPU image (minutes).
 pytestmark = [pytest.mark.container, pytest.mark.slow]
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,800",
-    "--virtual-time-budget=30000",
-]
 
 
 def _record(name: str, value) -> None:
@@ -112,20 +97,9 @@ def test_container_health_check_reports_healthy(engine, docker_lab):
 
 def test_browser_shows_the_jupyterlab_shell(docker_lab):
     """Debian's chromium, headless, opens /lab?token=... and renders the JupyterLab shell."""
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("chromium is not installed (scripts/ci-tools-setup.sh installs it)")
     url = f"{docker_lab.base}/lab?token={docker_lab.token}"
     screenshot = ARTIFACTS / "lab-screenshot.png"
-    screenshot.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as profile:
-        flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        dom = subprocess.run(
-            [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=180
-        )
-        shot = subprocess.run(
-            [*flags, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=180
-        )
+    dom, shot = open_in_chromium(url, screenshot)
     assert dom.returncode == 0, dom.stderr[-2000:]
     (ARTIFACTS / "lab-dom.html").write_text(dom.stdout)
     for marker in ("jp-LabShell", "jp-main-dock-panel", "jp-Launcher", "jp-DirListing"):

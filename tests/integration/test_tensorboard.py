@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 from pathlib import Path
@@ -16,25 +15,13 @@ import pytest
 
 from tests.commands import start, tfdock
 from tests.integration.containers import ARTIFACTS, run
-from tests.integration.lab_helpers import free_port, get_json
+from tests.integration.lab_helpers import free_port, get_json, open_in_chromium
 
 # Slow: the module trains a real (small) MNIST run to look at.
 pytestmark = pytest.mark.slow
 
 # Inside the workspace, so the image (which mounts it at /workspace) sees the same runs.
 RUNS = "test-artifacts/tensorboard-runs"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,800",
-    "--virtual-time-budget=30000",
-]
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +64,7 @@ def _wait_until_answering(process: subprocess.Popen, base: str, log: Path) -> li
 
 def _browser_sees_the_scalars(base: str, finished: dict, name: str) -> None:
     """Debian's chromium renders the Time Series dashboard with the run, its tags and values."""
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("chromium is not installed (scripts/ci-tools-setup.sh installs it)")
-    screenshot = ARTIFACTS / f"{name}-screenshot.png"
-    url = f"{base}/#timeseries"
-    with tempfile.TemporaryDirectory() as profile:
-        flags = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        dom = subprocess.run(
-            [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=180
-        )
-        subprocess.run(
-            [*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=180
-        )
+    dom, _ = open_in_chromium(f"{base}/#timeseries", ARTIFACTS / f"{name}-screenshot.png")
     assert dom.returncode == 0, dom.stderr[-2000:]
     (ARTIFACTS / f"{name}-dom.html").write_text(dom.stdout)
     assert f"{finished['name']}/tensorboard/train" in dom.stdout
