@@ -158,25 +158,7 @@ def _add_lab(commands: _Commands) -> None:
         description="Start JupyterLab. A token is always required: $JUPYTER_TOKEN, else a "
         "random one, printed in the URL.",
     )
-    lab.add_argument(
-        "--ip",
-        default=DEFAULT_IP,
-        help="address to listen on (default %(default)s; 0.0.0.0 in containers)",
-    )
-    lab.add_argument(
-        "--port",
-        type=_whole_number(1),
-        default=DEFAULT_PORT,
-        help="port to listen on (default %(default)s)",
-    )
-    lab.add_argument(
-        "--url-port",
-        type=_whole_number(1),
-        default=None,
-        metavar="PORT",
-        help="port to show in the printed URL, when a container publishes "
-        "--port under another number",
-    )
+    _add_listening_arguments(lab, DEFAULT_IP, DEFAULT_PORT)
     lab.add_argument(
         "--root-dir",
         type=Path,
@@ -185,6 +167,29 @@ def _add_lab(commands: _Commands) -> None:
         help="folder the lab opens (default: the current folder)",
     )
     lab.set_defaults(handler=_lab)
+
+
+def _add_listening_arguments(server: argparse.ArgumentParser, ip: str, port: int) -> None:
+    """Add where a server (the lab, TensorBoard) listens and the port its printed URL shows."""
+    server.add_argument(
+        "--ip",
+        default=ip,
+        help="address to listen on (default %(default)s; 0.0.0.0 in containers)",
+    )
+    server.add_argument(
+        "--port",
+        type=_whole_number(1),
+        default=port,
+        help="port to listen on (default %(default)s)",
+    )
+    server.add_argument(
+        "--url-port",
+        type=_whole_number(1),
+        default=None,
+        metavar="PORT",
+        help="port to show in the printed URL, when a container publishes "
+        "--port under another number",
+    )
 
 
 def _add_lab_health(commands: _Commands) -> None:
@@ -213,22 +218,7 @@ def _add_tensorboard(commands: _Commands) -> None:
         metavar="DIR",
         help="the folder that holds the runs (default %(default)s)",
     )
-    board.add_argument(
-        "--ip",
-        default=DEFAULT_IP,
-        help="address to listen on (default %(default)s; 0.0.0.0 in containers)",
-    )
-    board.add_argument(
-        "--port", type=_whole_number(1), default=DEFAULT_PORT, help="port (default %(default)s)"
-    )
-    board.add_argument(
-        "--url-port",
-        type=_whole_number(1),
-        default=None,
-        metavar="PORT",
-        help="port to show in the printed URL, when a container publishes "
-        "--port under another number",
-    )
+    _add_listening_arguments(board, DEFAULT_IP, DEFAULT_PORT)
     board.set_defaults(handler=_tensorboard)
 
 
