@@ -101,19 +101,18 @@ if ((lab)); then
     args+=(--env JUPYTER_TOKEN)
   fi
   set -- tfdock lab --ip 0.0.0.0 --port 8888 --url-port "$port" --root-dir /workspace
-  echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
 elif ((board)); then
   port=${TB_PORT:-6006}
   check_port TB_PORT "$port" docker-tensorboard 6007 TensorBoard
   name="${image##*/}-tensorboard-$port"
-  # No lab to watch: the image's health check would call it unhealthy.
-  args+=(--name "$name" --publish "127.0.0.1:$port:6006" --no-healthcheck)
+  args+=(--name "$name" --publish "127.0.0.1:$port:6006")
   set -- tfdock tensorboard --logdir "${RUNS:-runs}" --ip 0.0.0.0 --port 6006 --url-port "$port"
-  echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
-else
-  # The image's health check watches the lab; a one-off command has none to watch.
-  args+=(--no-healthcheck)
 fi
+if ((lab || board)); then
+  echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2
+fi
+# The image's health check watches the lab; TensorBoard or a one-off command has none to watch.
+((lab)) || args+=(--no-healthcheck)
 
 # The command runs only when the image was built from the workspace's lock; otherwise
 # `tfdock container-check` says in one sentence that the image is older and how to rebuild it.
