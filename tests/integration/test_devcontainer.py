@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +28,7 @@ from tests.integration.containers import (
     write_own_script,
 )
 from tests.integration.devcontainers import (
+    IMAGE_UID,
     DevContainer,
     cli_outcome,
     devcontainer_cli,
@@ -39,8 +43,46 @@ pytestmark = pytest.mark.container
 CONTAINER_CA = "/run/tfdock-ca.crt"  # where the tests mount $CA_BUNDLE, when it is set
 
 
+# Where the tests mount the host's ssh-agent, as VS Code forwards it.
+AGENT_SOCKET = "/ssh-agent/agent.sock"
+
+
 @pytest.fixture(scope="module")
-def devcontainer(tmp_path_factory, repo_root, mnist_dir):
+def ssh_agent(tmp_path_factory):
+    """A real ssh-agent on the host holding a new ed25519 key; yields its public key.
+
+    The agent lets only its own uid (and root) in: it runs as the uid the container's user
+    has, the host user's, or the image's user's when the tests run as root.
+    """
+    folder = tmp_path_factory.mktemp("ssh-agent")
+    key = folder / "id_ed25519"
+    commands.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tfdock-test",
+                  "-f", str(key)], check=True)  # fmt: skip
+    # Outside pytest's folder, which only its owner may enter; short, for a socket's path.
+    socket_dir = Path(tempfile.mkdtemp(prefix="tfdock-agent-"))
+    as_user = []
+    if os.getuid() == 0:
+        os.chown(socket_dir, IMAGE_UID, IMAGE_UID)
+        as_user = ["setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups"]
+    socket = socket_dir / "agent.sock"
+    agent = subprocess.Popen([*as_user, "ssh-agent", "-D", "-a", str(socket)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not socket.exists() and agent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert socket.exists(), "ssh-agent did not make its socket"
+        added = commands.run(["ssh-add", str(key)], env={"SSH_AUTH_SOCK": str(socket)})
+        assert added.returncode == 0, added.stderr
+        yield socket_dir, (folder / "id_ed25519.pub").read_text().strip()
+    finally:
+        agent.kill()
+        agent.wait()
+        shutil.rmtree(socket_dir)
+
+
+@pytest.fixture(scope="module")
+def devcontainer(tmp_path_factory, repo_root, mnist_dir, ssh_agent):
     """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
     cli = devcontainer_cli()
     engine = engine_or_skip()
@@ -51,7 +93,8 @@ def devcontainer(tmp_path_factory, repo_root, mnist_dir):
     fit_to_this_machine(engine, config)
     home = host_home(tmp_path_factory.mktemp("devcontainer-home"))  # whose caches it mounts
     env = {"BUILDAH_FORMAT": "docker", "HOME": str(home)}  # Podman: keep HEALTHCHECK and SHELL
-    mounts = ["--mount", f"type=bind,source={mnist_dir},target=/data/mnist"]
+    mounts = ["--mount", f"type=bind,source={mnist_dir},target=/data/mnist",
+              "--mount", f"type=bind,source={ssh_agent[0]},target={Path(AGENT_SOCKET).parent}"]  # fmt: skip
     if os.environ.get("CA_BUNDLE"):
         # Behind a TLS-intercepting proxy, `make lock` in the container needs its CA too.
         mounts += ["--mount", f"type=bind,source={os.environ['CA_BUNDLE']},target={CONTAINER_CA}"]
@@ -182,6 +225,42 @@ def _exec_ok(devcontainer, *command: str, remote_env: tuple[str, ...] = ()) -> s
     result = devcontainer.exec(*command, remote_env=remote_env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
+
+
+SIGN_AND_VERIFY = """
+set -e
+cd "$(mktemp -d)" && git init -q
+git config user.name Tester && git config user.email tester@example.com
+echo "tester@example.com $SIGNING_KEY" >allowed_signers
+git -c gpg.format=ssh -c user.signingkey="key::$SIGNING_KEY" commit -q -S --allow-empty -m ssh
+git -c gpg.ssh.allowedSignersFile=allowed_signers verify-commit HEAD 2>&1
+gpg --batch --quiet --passphrase '' --quick-gen-key 'Tester <tester@example.com>' ed25519 sign 1d
+git -c user.signingkey=tester@example.com commit -q -S --allow-empty -m gpg
+git verify-commit HEAD 2>&1
+"""
+
+
+@pytest.mark.slow
+def test_git_signs_commits_with_the_agents_ssh_key_and_with_gnupg(devcontainer, ssh_agent):
+    """The dev stage has ssh and gnupg: the host agent's key (forwarded as VS Code does) signs a commit, and so does a GnuPG key."""
+    agent = (f"SSH_AUTH_SOCK={AGENT_SOCKET}",)
+    listed = _exec_ok(devcontainer, "ssh-add", "-L", remote_env=agent)
+    assert listed.strip() == ssh_agent[1]
+    signing_key = " ".join(ssh_agent[1].split()[:2])
+    out = _exec_ok(devcontainer, "bash", "-c", SIGN_AND_VERIFY,
+                   remote_env=(*agent, f"SIGNING_KEY={signing_key}"))  # fmt: skip
+    assert 'Good "git" signature for tester@example.com with ED25519 key' in out, out
+    assert 'Good signature from "Tester <tester@example.com>"' in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.network  # Debian's archive
+def test_sudo_apt_get_install_works_without_a_password(devcontainer):
+    """The image's user has passwordless sudo in the dev container: a real apt-get install from Debian."""
+    out = _exec_ok(devcontainer, "bash", "-c",
+                   "sudo -n apt-get update -qq && sudo -n apt-get install -y -qq "
+                   "--no-install-recommends tree >/dev/null && tree --version")  # fmt: skip
+    assert out.startswith("tree v"), out
 
 
 KERNEL_PRINTS_PROBE = (

@@ -340,6 +340,10 @@ def test_dev_container_builds_from_the_dockerfile_as_the_host_user(door, dev_wor
     what = "devcontainer up (built config)"
     with _dev_container(door, dev_workspace, config, what, timeout=3600, **env) as exec_in:
         _verify_passes_writing_as_the_owner(exec_in, dev_workspace)
+        # The dev stage's tools, for the user whose uid the CLI gave the image's user.
+        tools = exec_in("bash", "-c", "sudo -n id -u && command -v ssh gpg")
+        assert tools.returncode == 0, tools.stdout[-3000:] + tools.stderr[-3000:]
+        assert tools.stdout.split() == ["0", "/usr/bin/ssh", "/usr/bin/gpg"]
 
 
 @pytest.mark.slow

@@ -130,6 +130,13 @@ def test_container_runs_as_non_root(engine, cpu_image):
     assert uid != "0" and int(uid) >= 1000
 
 
+def test_runtime_image_has_none_of_the_dev_stages_tools(engine, cpu_image):
+    """`make image` builds the runtime stage: no ssh, gnupg or sudo (the dev containers' stage adds them)."""
+    found = run(engine, "run", "--rm", "--no-healthcheck", cpu_image, "bash", "-c",
+                "command -v ssh gpg sudo; test -e /etc/sudoers.d/tfdock && echo sudoers; true")  # fmt: skip
+    assert found.stdout.split() == []
+
+
 def test_container_stop_ends_the_lab_by_its_signal(engine, cpu_image):
     """With an init as PID 1, `stop`'s SIGTERM ends the lab; it is not killed after the timeout."""
     name = f"tfdock-stop-{uuid.uuid4().hex[:8]}"

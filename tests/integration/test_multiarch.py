@@ -123,6 +123,26 @@ def test_arm64_distributions_equal_amd64_but_the_x86_64_only_tool(engine, cpu_im
     _record("amd64_only_distributions", sorted(f"{n}=={amd64[n]}" for n in X86_64_ONLY))
 
 
+@pytest.mark.slow
+def test_arm64_dev_stage_runs_make_lint(engine, repo_root, arm64_image, tmp_path):
+    """The dev containers' stage for linux/arm64 has Debian's shellcheck, so `make lint` passes on aarch64."""
+    image = f"{IMAGE}-dev:cpu-arm64"  # the runtime layers come from arm64_image's build cache
+    _, elapsed = _timed_make(repo_root, "image", "PLATFORM=linux/arm64",
+                             "BUILD_FLAGS=--target dev", engine=engine, IMAGE=f"{IMAGE}-dev")  # fmt: skip
+    _record("arm64_dev_stage_build_seconds", round(elapsed, 1))
+    workspace = devcontainer_workspace(repo_root, tmp_path / "dev" / "tfdock")
+    try:
+        started = time.perf_counter()
+        lint = run(engine, "run", "--rm", "--no-healthcheck", "--platform", "linux/arm64",
+                   "--volume", f"{workspace}:/workspace", image, "make", "lint",
+                   timeout=1200, check=False)  # fmt: skip
+        _record("arm64_make_lint_seconds", round(time.perf_counter() - started, 1))
+    finally:
+        run(engine, "rmi", image, check=False)
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    assert "/usr/bin/shellcheck scripts/" in lint.stdout  # Debian's: the lock's is x86_64 only
+
+
 def test_gpu_image_for_arm64_is_refused_with_the_reason(engine, repo_root):
     """`make image-gpu PLATFORM=linux/arm64` stops at once, saying the aarch64 wheels are CPU-only."""
     result = make(repo_root, "image-gpu", "PLATFORM=linux/arm64", engine=engine, timeout=120)

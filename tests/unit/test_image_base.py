@@ -22,9 +22,12 @@ def test_default_base_is_debian_bookworm_slim_by_digest(repo_root, variant):
     assert DIGEST.match(defaults["BASE_DIGEST"]), defaults["BASE_DIGEST"]
     base, *stages = re.findall(r"^FROM .*$", text, re.M)
     assert base == "FROM ${BASE_NAME}@${BASE_DIGEST} AS system"
-    assert stages == ["FROM system AS lock-layers", "FROM system"], (
-        "every later stage is on the base"
-    )
+    assert stages == [
+        "FROM system AS lock-layers",
+        "FROM system AS runtime",
+        "FROM runtime AS dev",
+        "FROM runtime",
+    ], "every later stage is on the base; the last, the default, is the runtime image"
     assert 'org.opencontainers.image.base.name="${BASE_NAME}"' in text
     assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in text
 
@@ -47,4 +50,14 @@ def test_every_stage_declares_the_args_it_uses(repo_root, variant):
         set_by_env = set(re.findall(r"^\s*(?:ENV\s+)?(\w+)=", stage, re.M))
         used = set(re.findall(r"\$\{(\w+)\}", re.sub(r"^\s*#.*$", "", stage, flags=re.M)))
         assert used - declared - set_by_env - {"PATH"} == set(), stage[:200]
-    assert re.search(r"^ARG TFDOCK_UID\nUSER \$\{TFDOCK_UID\}\Z", text.strip(), re.M)
+    runtime, dev = (_stage(text, name) for name in ("runtime", "dev"))
+    for stage in (runtime, dev):  # both images run as the image's user, not root
+        assert re.search(r"^ARG TFDOCK_UID\nUSER \$\{TFDOCK_UID\}\Z", stage, re.M), stage[-200:]
+    assert re.split(r"^FROM .*$", text, flags=re.M)[-1].strip() == "", "the default adds nothing"
+
+
+def _stage(text: str, name: str) -> str:
+    """The instructions of stage NAME, without the next stage's leading comments."""
+    body = re.split(rf"^FROM \S+ AS {name}$", text, flags=re.M)[1]
+    body = re.split(r"^FROM ", body, flags=re.M)[0]
+    return re.sub(r"(\n\s*#[^\n]*)+\s*\Z", "", body.rstrip()).strip()
