@@ -241,6 +241,21 @@ git verify-commit HEAD 2>&1
 
 
 @pytest.mark.slow
+def test_make_check_passes_in_the_dev_container(devcontainer, repo_root):
+    """`make check`, the pre-commit hook's command, passes in the dev container: lint and the unit tests."""
+    # The unit tests read the config, which the fixture fitted to this machine: the kit's own
+    # for this run, then the fitted one again for `up` in later tests.
+    config = devcontainer.config
+    fitted = config.read_text()
+    config.write_text((repo_root / ".devcontainer" / "devcontainer.json").read_text())
+    try:
+        out = _exec_ok(devcontainer, "make", "check")
+    finally:
+        config.write_text(fitted)
+    assert re.search(r"^\d+ passed", out.splitlines()[-1]), out[-2000:]
+
+
+@pytest.mark.slow
 def test_git_signs_commits_with_the_agents_ssh_key_and_with_gnupg(devcontainer, ssh_agent):
     """The dev stage has ssh and gnupg: the host agent's key (forwarded as VS Code does) signs a commit, and so does a GnuPG key."""
     agent = (f"SSH_AUTH_SOCK={AGENT_SOCKET}",)

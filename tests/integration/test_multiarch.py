@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -127,8 +128,9 @@ def test_arm64_distributions_equal_amd64_but_the_x86_64_only_tool(engine, cpu_im
 def test_arm64_dev_stage_runs_make_lint(engine, repo_root, arm64_image, tmp_path):
     """The dev containers' stage for linux/arm64 has Debian's shellcheck, so `make lint` passes on aarch64."""
     image = f"{IMAGE}-dev:cpu-arm64"  # the runtime layers come from arm64_image's build cache
-    _, elapsed = _timed_make(repo_root, "image", "PLATFORM=linux/arm64",
-                             "BUILD_FLAGS=--target dev", engine=engine, IMAGE=f"{IMAGE}-dev")  # fmt: skip
+    flags = f"BUILD_FLAGS={os.environ.get('BUILD_FLAGS', '')} --target dev"  # CI's, and the stage
+    _, elapsed = _timed_make(repo_root, "image", "PLATFORM=linux/arm64", flags, engine=engine,
+                             IMAGE=f"{IMAGE}-dev")  # fmt: skip
     _record("arm64_dev_stage_build_seconds", round(elapsed, 1))
     workspace = devcontainer_workspace(repo_root, tmp_path / "dev" / "tfdock")
     try:
