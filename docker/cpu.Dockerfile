@@ -89,14 +89,28 @@ FROM system AS runtime
 # /opt/venv belongs to the group `users`, group-writable and setgid (umask 0002), as in
 # jupyter/docker-stacks: the image's user, and any uid run with `--group-add users`, can
 # pip install into it to experiment, and `tfdock verify` names what was added.
+# Two things TensorFlow's wheel carries that nothing in the image runs (docs/images.md, "Sizes"):
+# its C++ headers (430 MB; they build custom ops: the venv door keeps them) and the symbol
+# table of libtensorflow_cc.so.2 (210 MB, `strip --strip-unneeded`, binutils gone again in
+# the same step). pip's RECORD then lists a header it no longer has and another hash for the
+# library; `tfdock verify` checks distributions and versions, and runs TensorFlow.
 COPY --from=lock-layers /tmp/lock/layers/tensorflow.txt /opt/tfdock/layers/
+# hadolint ignore=DL3008
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && umask 0002 \
  && install -d -m 2775 -g users /opt/venv \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --quiet --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
-      -r /opt/tfdock/layers/tensorflow.txt
+      -r /opt/tfdock/layers/tensorflow.txt \
+ && tensorflow=/opt/venv/lib/python3.11/site-packages/tensorflow \
+ && rm -rf "$tensorflow/include" \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && strip --strip-unneeded "$tensorflow/libtensorflow_cc.so.2" \
+ && apt-get purge -y --auto-remove binutils \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/*
 
 COPY --from=lock-layers /tmp/lock/layers/jupyterlab.txt /opt/tfdock/layers/
 RUN --mount=type=secret,id=ca_bundle,required=false \

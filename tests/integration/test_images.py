@@ -137,6 +137,35 @@ def test_runtime_image_has_none_of_the_dev_stages_tools(engine, cpu_image):
     assert found.stdout.split() == []
 
 
+# What the image prunes from TensorFlow's wheel, read against the wheel's own RECORD.
+PRUNED_TENSORFLOW = """
+import json, shutil
+from importlib import metadata
+files = metadata.distribution("tensorflow").files
+library = next(f for f in files if f.name == "libtensorflow_cc.so.2")
+headers = [f for f in files if str(f).startswith("tensorflow/include/")]
+print(json.dumps({
+    "library_recorded": library.size, "library_now": library.locate().stat().st_size,
+    "headers_recorded": len(headers), "headers_left": sum(f.locate().exists() for f in headers),
+    "strip": shutil.which("strip"),
+}))
+"""
+
+
+def test_image_drops_tensorflows_headers_and_symbol_table_only(engine, cpu_image):
+    """The headers are gone and libtensorflow_cc.so.2 is stripped (smaller than RECORD says); binutils is not left behind."""
+    out = run(engine, "run", "--rm", "--no-healthcheck", cpu_image,
+              "python", "-c", PRUNED_TENSORFLOW).stdout  # fmt: skip
+    pruned = json.loads(out)
+    assert pruned["headers_recorded"] > 1000 and pruned["headers_left"] == 0
+    assert pruned["library_now"] < pruned["library_recorded"] * 0.9
+    assert pruned["strip"] is None
+    _record(
+        "tensorflow_library_mb",
+        [round(pruned[k] / 2**20) for k in ("library_recorded", "library_now")],
+    )
+
+
 def test_container_stop_ends_the_lab_by_its_signal(engine, cpu_image):
     """With an init as PID 1, `stop`'s SIGTERM ends the lab; it is not killed after the timeout."""
     name = f"tfdock-stop-{uuid.uuid4().hex[:8]}"
