@@ -45,19 +45,14 @@ def test_docs_name_the_pinned_digest_and_its_source(repo_root):
 def test_every_stage_declares_the_args_it_uses(repo_root, variant):
     """A stage sees only the ARGs it declares (not its parent stage's): an undeclared one is empty."""
     text = (repo_root / "docker" / f"{variant}.Dockerfile").read_text()
-    for stage in re.split(r"^FROM .*$", text, flags=re.M)[1:]:
+    code = re.sub(r"^\s*#.*\n", "", text, flags=re.M)  # the instructions, without comments
+    froms = re.findall(r"^FROM .*$", code, re.M)
+    stages = dict(zip(froms, re.split(r"^FROM .*$", code, flags=re.M)[1:], strict=True))
+    for stage in stages.values():
         declared = set(re.findall(r"^ARG (\w+)", stage, re.M))
         set_by_env = set(re.findall(r"^\s*(?:ENV\s+)?(\w+)=", stage, re.M))
-        used = set(re.findall(r"\$\{(\w+)\}", re.sub(r"^\s*#.*$", "", stage, flags=re.M)))
+        used = set(re.findall(r"\$\{(\w+)\}", stage))
         assert used - declared - set_by_env - {"PATH"} == set(), stage[:200]
-    runtime, dev = (_stage(text, name) for name in ("runtime", "dev"))
-    for stage in (runtime, dev):  # both images run as the image's user, not root
-        assert re.search(r"^ARG TFDOCK_UID\nUSER \$\{TFDOCK_UID\}\Z", stage, re.M), stage[-200:]
-    assert re.split(r"^FROM .*$", text, flags=re.M)[-1].strip() == "", "the default adds nothing"
-
-
-def _stage(text: str, name: str) -> str:
-    """The instructions of stage NAME, without the next stage's leading comments."""
-    body = re.split(rf"^FROM \S+ AS {name}$", text, flags=re.M)[1]
-    body = re.split(r"^FROM ", body, flags=re.M)[0]
-    return re.sub(r"(\n\s*#[^\n]*)+\s*\Z", "", body.rstrip()).strip()
+    for line in ("FROM system AS runtime", "FROM runtime AS dev"):  # both run as the image's user
+        assert stages[line].strip().endswith("ARG TFDOCK_UID\nUSER ${TFDOCK_UID}"), line
+    assert stages["FROM runtime"].strip() == "", "the default adds nothing"
