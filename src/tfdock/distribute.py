@@ -14,10 +14,12 @@ from tfdock.errors import TfdockError
 from tfdock.peers import join_cluster
 from tfdock.settings import SETTINGS
 
-# A collective (the gradient all-reduce of one step) that waits longer than this
-# fails instead of hanging: a peer that is alive but stuck. A peer that died is
-# noticed sooner, by the coordination service's missed heartbeats (about 10 s).
-COLLECTIVE_TIMEOUT_SECONDS = 300.0
+# The collectives (each step's gradient all-reduce) have no timeout of their own: with
+# CommunicationOptions(timeout_seconds=T) TensorFlow 2.21 holds one thread per collective
+# op for T seconds, so a 300-s timeout grew each worker to thousands of threads within a
+# minute ("collective_ops"), past Podman's default limit of 2048 a container ("terminate
+# called after throwing an instance of 'std::system_error'"). A peer that dies is noticed
+# by the coordination service's missed heartbeats (about 10 s).
 
 
 def resolve_strategy(requested: str, cluster: Cluster | None, gpu_count: int) -> str:
@@ -59,9 +61,7 @@ def make_strategy(tf: Any, resolved: str, cluster: Cluster | None = None) -> Any
     if resolved == "mirrored":
         return tf.distribute.MirroredStrategy()
     if resolved == "multi-worker":
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS
-        )
+        options = tf.distribute.experimental.CommunicationOptions()
         return join_cluster(tf, cluster or read_cluster(), options)
     raise AssertionError(f"unknown strategy {resolved}")
 
