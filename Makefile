@@ -40,9 +40,11 @@ REGISTRY ?=## where `make push` pushes: host[:port]/namespace
 PUSH_FLAGS ?=## extra flags for `make push`, e.g. --tls-verify=false for a plain-HTTP registry
 PACKAGE ?=## the one package `make upgrade` moves (with what it needs); empty = every package
 CMD ?=## the command `make run` / `make docker-run` runs, e.g. CMD='python my_train.py'
+SLURM_IN ?= cpu## where each task of `make slurm-train` / `make slurm-run` runs: cpu or gpu (the image, via ENGINE), or venv
+SLURM_FLAGS ?=## more sbatch flags, e.g. '--nodes=2 --gpus-per-task=1' (--wait: return when the job ends)
 
 export TFDOCK_DATA ENGINE IMAGE PORT TB_PORT RUNS CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD PLATFORM BASE_IMAGE \
-	BASE_IMAGE_ARM64 REGISTRY PUSH_FLAGS
+	BASE_IMAGE_ARM64 REGISTRY PUSH_FLAGS WORKERS VENV SLURM_IN SLURM_FLAGS
 STAMP := $(VENV)/.tfdock-installed
 # Inside the kit's images (and so the dev container) /opt/venv, installed from the lock at
 # build time, is the environment: the targets use it as it is and never create .venv.
@@ -66,7 +68,7 @@ SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$
 .PHONY: help setup refuse-setup-in-image lock upgrade lock-check train train-multiworker verify run shell bench test check \
 	lint clean clean-venv lab tensorboard doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu \
 	docker-train docker-train-gpu docker-run docker-run-gpu docker-shell docker-shell-gpu docker-lab \
-	docker-lab-gpu docker-tensorboard gpu-check
+	docker-lab-gpu docker-tensorboard gpu-check slurm-train slurm-run
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -185,6 +187,13 @@ docker-tensorboard: ## TensorBoard in the CPU image over RUNS, published on 127.
 
 gpu-check: ## on a GPU host: doctor, then verify, 1-epoch train and 2 deterministic runs in IMAGE:gpu; JSON report in gpu-check/
 	@scripts/gpu-check.sh
+
+slurm-train: ## submit MNIST training as a Slurm job of WORKERS tasks, in SLURM_IN (RESUME=runs/slurm-N continues one)
+	@$(RESUME_WITH) scripts/slurm-submit.sh train $(TRAIN_ARGS)
+
+slurm-run: ## submit CMD as a Slurm job of WORKERS tasks, in SLURM_IN, each with its TF_CONFIG
+	$(NEED_CMD)
+	@scripts/slurm-submit.sh run
 
 clean: ## remove caches and build leftovers (keeps .venv and runs/)
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts

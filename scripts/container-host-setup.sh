@@ -46,13 +46,15 @@ if ! grep -q '^driver = "overlay"' /etc/containers/storage.conf 2>/dev/null; the
   fi
   rm -rf "$probe"
 fi
-if [[ ! -f /etc/containers/containers.conf ]] || ! grep -q 'runtime = "runc"' /etc/containers/containers.conf; then
-  cat >/etc/containers/containers.conf <<'CONF'
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+# The sandbox refuses the default file limits; the process limit is counted per uid on the
+# whole host, and rootful containers run as root: two multi-worker TensorFlow tasks (a Slurm
+# job's, each with hundreds of threads) beside the host's own need more than 1000.
+containers_conf='[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=32768:32768"]
 [engine]
-runtime = "runc"
-CONF
+runtime = "runc"'
+if [[ "$(cat /etc/containers/containers.conf 2>/dev/null)" != "$containers_conf" ]]; then
+  echo "$containers_conf" >/etc/containers/containers.conf
 fi
 
 # A base whose / is not world-readable (mktemp -d makes it 0700) breaks every

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a command in the kit's image with the workspace mounted, so results land on the
-# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--tensorboard|--shell|COMMAND...]
+# host owned by the host user. Usage: scripts/container-run.sh cpu|gpu [--lab|--tensorboard|--shell|--slurm-task] [COMMAND...]
+# --slurm-task: COMMAND is one task of a Slurm step (scripts/slurm-job.sh), on the node's network.
 # Refuses, in one sentence, an image older than the workspace's lock.
 # Environment: ENGINE, IMAGE, TFDOCK_DATA (a host path, mounted read-only at /data/<its name>),
 # XDG_CACHE_HOME and TFDOCK_CACHE (the host caches mounted into it),
@@ -10,16 +11,18 @@ set -euo pipefail
 # shellcheck source=scripts/engine.sh
 source "$(dirname "$0")/engine.sh"
 
-variant=${1:?usage: container-run.sh cpu|gpu [--lab|--tensorboard|--shell|COMMAND...]}
+variant=${1:?usage: container-run.sh cpu|gpu [--lab|--tensorboard|--shell|--slurm-task] [COMMAND...]}
 shift
 image=${IMAGE:-tfdock}
 lab=0
 board=0
 shell=0
+slurm=0
 case "${1:-}" in
   --lab) lab=1 && shift ;;
   --tensorboard) board=1 && shift ;;
   --shell) shell=1 && shift && set -- bash ;;
+  --slurm-task) slurm=1 && shift ;;
 esac
 
 if ! command -v "$engine" >/dev/null 2>&1; then
@@ -107,6 +110,19 @@ elif ((board)); then
   name="${image##*/}-tensorboard-$port"
   args+=(--name "$name" --publish "127.0.0.1:$port:6006")
   set -- tfdock tensorboard --logdir "${RUNS:-runs}" --ip 0.0.0.0 --port 6006 --url-port "$port"
+fi
+if ((slurm)); then
+  # The task listens on its node's address (TF_CONFIG names the node), so it shares the
+  # node's network. Labelled by job: after the step, slurm-job.sh removes any container
+  # that a killed engine client left running.
+  args+=(--network host --name "tfdock-slurm-$SLURM_JOB_ID-$SLURM_STEP_ID-$SLURM_PROCID")
+  args+=(--label "tfdock.slurm-job=$SLURM_JOB_ID")
+  for variable in SLURM_JOB_ID SLURM_STEP_ID SLURM_PROCID SLURM_LOCALID SLURM_STEP_NUM_TASKS \
+    SLURM_STEP_NODELIST SLURM_STEP_TASKS_PER_NODE SLURMD_NODENAME CUDA_VISIBLE_DEVICES \
+    TF_CONFIG TFDOCK_PORT_BASE TFDOCK_STARTUP_TIMEOUT; do
+    [[ -n "${!variable:-}" ]] && args+=(--env "$variable")
+  done
+  set -- tfdock slurm-task "$@"
 fi
 if ((lab || board)); then
   echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in (
         _add_train,
         _add_multiworker,
+        _add_slurm_task,
         _add_verify,
         _add_lab,
         _add_lab_health,
@@ -123,6 +124,21 @@ def _add_multiworker(commands: _Commands) -> None:
     )
     # Its runs are multi-worker runs, given so as if by the flag (which it does not offer).
     multiworker.set_defaults(handler=_multiworker, strategy="multi-worker")
+
+
+def _add_slurm_task(commands: _Commands) -> None:
+    """Add `tfdock slurm-task`: the command each task of a Slurm step runs."""
+    slurm_task = commands.add_parser(
+        "slurm-task",
+        help="run COMMAND as a task of a Slurm step, with TF_CONFIG from Slurm",
+        description="Under srun: set TF_CONFIG from Slurm's step variables (unless it is set), "
+        "then run COMMAND in place of this process. `make slurm-train` and `make slurm-run` "
+        "start each task so (docs/clusters.md).",
+    )
+    slurm_task.add_argument(
+        "task_command", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="what to run"
+    )
+    slurm_task.set_defaults(handler=_slurm_task)
 
 
 def _add_verify(commands: _Commands) -> None:
@@ -334,10 +350,11 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train one run, in this process."""
+    """Train one run, in this process (a task of a Slurm step reads its cluster from Slurm)."""
     from tfdock.train import train
 
     with quiet_native_logs():
+        _tf_config_from_slurm()
         train(_train_config(args), run_dir=args.resume or args.run_dir)
     return 0
 
@@ -350,6 +367,39 @@ def _multiworker(args: argparse.Namespace) -> int:
     config = _train_config(args)
     run_dir = check_before_workers(config, args.resume)
     return launch_local(args.workers, _worker_arguments(config, run_dir), run_dir)
+
+
+def _slurm_task(args: argparse.Namespace) -> int:
+    """Set TF_CONFIG from Slurm's step, then become the task's command."""
+    from tfdock.slurm import in_slurm_step
+
+    if not args.task_command:
+        raise TfdockError(
+            "say what each task runs, e.g. `srun tfdock slurm-task python my_train.py`."
+        )
+    if not in_slurm_step():
+        raise TfdockError(
+            "tfdock slurm-task runs inside a Slurm job step, which this is not: start it with "
+            "srun in a job (`make slurm-run CMD=...` submits one; docs/clusters.md)."
+        )
+    with quiet_native_logs():
+        _tf_config_from_slurm()
+    try:
+        os.execvp(args.task_command[0], args.task_command)
+    except OSError as exc:
+        raise TfdockError(
+            f"cannot run {args.task_command[0]!r} ({exc.strerror}); name a command that exists "
+            "in the task's environment."
+        ) from None
+
+
+def _tf_config_from_slurm() -> None:
+    """In a Slurm step without TF_CONFIG, set it from Slurm's variables, and say so."""
+    from tfdock.slurm import set_tf_config_from_slurm
+
+    line = set_tf_config_from_slurm()
+    if line:
+        print(line, flush=True)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from tfdock.cli import build_parser, main
 COMMANDS = (
     "train",
     "multiworker",
+    "slurm-task",
     "verify",
     "lab",
     "lab-health",
