@@ -42,6 +42,8 @@ PACKAGE ?=## the one package `make upgrade` moves (with what it needs); empty = 
 CMD ?=## the command `make run` / `make docker-run` runs, e.g. CMD='python my_train.py'
 SLURM_IN ?= cpu## where each task of `make slurm-train` / `make slurm-run` runs: cpu or gpu (the image, via ENGINE), or venv
 SLURM_FLAGS ?=## more sbatch flags, e.g. '--nodes=2 --gpus-per-task=1' (--wait: return when the job ends)
+K8S_IMAGE ?=## the image `make k8s`'s pods run, by digest as `make push` prints it
+K8S_FLAGS ?=## more `tfdock k8s` flags, e.g. '--name mnist-4w --claim team-runs --gpus-per-worker 1'
 
 export TFDOCK_DATA ENGINE IMAGE PORT TB_PORT RUNS CA_BUNDLE USER_UID USER_GID BUILD_FLAGS CMD PLATFORM BASE_IMAGE \
 	BASE_IMAGE_ARM64 REGISTRY PUSH_FLAGS WORKERS VENV SLURM_IN SLURM_FLAGS
@@ -68,7 +70,7 @@ SHELLCHECK = $(or $(wildcard $(BIN)/shellcheck),$(shell command -v shellcheck),$
 .PHONY: help setup refuse-setup-in-image lock upgrade lock-check train train-multiworker verify run shell bench test check \
 	lint clean clean-venv lab tensorboard doctor image image-multiarch image-gpu push docker-verify docker-verify-gpu \
 	docker-train docker-train-gpu docker-run docker-run-gpu docker-shell docker-shell-gpu docker-lab \
-	docker-lab-gpu docker-tensorboard gpu-check slurm-train slurm-run
+	docker-lab-gpu docker-tensorboard gpu-check slurm-train slurm-run k8s
 
 help: ## show this help
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -194,6 +196,9 @@ slurm-train: ## submit MNIST training as a Slurm job of WORKERS tasks, in SLURM_
 slurm-run: ## submit CMD as a Slurm job of WORKERS tasks, in SLURM_IN, each with its TF_CONFIG
 	$(NEED_CMD)
 	@scripts/slurm-submit.sh run
+
+k8s: $(ENVIRONMENT) ## print Kubernetes manifests: an Indexed Job of WORKERS pods training in K8S_IMAGE, and its Service
+	@$(BIN)/tfdock k8s --image '$(K8S_IMAGE)' --workers $(WORKERS) $(K8S_FLAGS) -- --epochs $(EPOCHS) --batch-size $(BATCH_SIZE) --seed $(SEED) $(TRAIN_FLAGS)
 
 clean: ## remove caches and build leftovers (keeps .venv and runs/)
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts

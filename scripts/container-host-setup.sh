@@ -21,6 +21,13 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs iptables ca-certificates >/dev/null
 fi
+# Name resolution on user networks (CNI's dnsname plugin): the Kubernetes test runs the
+# rendered Job's pods on one network, each found by its DNS name, as in a cluster.
+if [[ ! -x /usr/lib/cni/dnsname ]]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    golang-github-containernetworking-plugin-dnsname >/dev/null
+fi
 
 mkdir -p /etc/containers
 write_storage_conf() {  # write_storage_conf DRIVER GRAPHROOT RUNROOT

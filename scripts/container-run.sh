@@ -122,7 +122,7 @@ if ((slurm)); then
     TF_CONFIG TFDOCK_PORT_BASE TFDOCK_STARTUP_TIMEOUT; do
     [[ -n "${!variable:-}" ]] && args+=(--env "$variable")
   done
-  set -- tfdock slurm-task "$@"
+  set -- tfdock task "$@"
 fi
 if ((lab || board)); then
   echo "container-run: starting $name (stop it with Ctrl-C or '$engine stop $name')." >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The kit's Slurm batch script (submitted by scripts/slurm-submit.sh, which sets --ntasks and
 # --output). Usage: sbatch ... scripts/slurm-job.sh cpu|gpu|venv train TRAIN_FLAGS... | run
-# One srun step runs every task; each gets TF_CONFIG from Slurm's step (`tfdock slurm-task`),
+# One srun step runs every task; each gets TF_CONFIG from Slurm's step (`tfdock task`),
 # in the kit's image (one container per task, on its node's network) or in the workspace's
 # venv. The workspace, and so RUNS, must be on storage that every node shares.
 #SBATCH --job-name=tfdock
@@ -31,7 +31,7 @@ case "$where" in
     # As `make run` does: the venv first on PATH, so a task's `python` and `tfdock` are its.
     VIRTUAL_ENV=$(realpath "${VENV:-.venv}")
     export VIRTUAL_ENV PATH="$VIRTUAL_ENV/bin:$PATH"
-    task=(tfdock slurm-task "$@")
+    task=(tfdock task "$@")
     ;;
 esac
 

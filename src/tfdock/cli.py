@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in (
         _add_train,
         _add_multiworker,
-        _add_slurm_task,
+        _add_task,
+        _add_k8s,
         _add_verify,
         _add_lab,
         _add_lab_health,
@@ -126,19 +127,50 @@ def _add_multiworker(commands: _Commands) -> None:
     multiworker.set_defaults(handler=_multiworker, strategy="multi-worker")
 
 
-def _add_slurm_task(commands: _Commands) -> None:
-    """Add `tfdock slurm-task`: the command each task of a Slurm step runs."""
-    slurm_task = commands.add_parser(
-        "slurm-task",
-        help="run COMMAND as a task of a Slurm step, with TF_CONFIG from Slurm",
-        description="Under srun: set TF_CONFIG from Slurm's step variables (unless it is set), "
-        "then run COMMAND in place of this process. `make slurm-train` and `make slurm-run` "
-        "start each task so (docs/clusters.md).",
+def _add_task(commands: _Commands) -> None:
+    """Add `tfdock task`: the command each task of a scheduled job runs."""
+    task = commands.add_parser(
+        "task",
+        help="run COMMAND as one task of a Slurm job or Kubernetes Indexed Job, TF_CONFIG set",
+        description="In a Slurm step (srun) or a pod of the Indexed Job that `tfdock k8s` "
+        "renders: set TF_CONFIG from the scheduler (unless it is set), then run COMMAND in "
+        "place of this process (docs/clusters.md).",
     )
-    slurm_task.add_argument(
+    task.add_argument(
         "task_command", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="what to run"
     )
-    slurm_task.set_defaults(handler=_slurm_task)
+    task.set_defaults(handler=_task)
+
+
+def _add_k8s(commands: _Commands) -> None:
+    """Add `tfdock k8s`: the job's image, size and storage; training flags after `--`."""
+    from tfdock.k8s import DEFAULT_PORT
+
+    k8s = commands.add_parser(
+        "k8s",
+        help="print Kubernetes manifests for an N-worker training job (Indexed Job + Service)",
+        description="Print YAML for a headless Service and an Indexed Job of N pods, each "
+        "running `tfdock task tfdock train --strategy multi-worker` in IMAGE, the run folder "
+        "on a PersistentVolumeClaim. Flags after `--` go to `tfdock train` (docs/clusters.md).",
+    )
+    k8s.add_argument("--image", default="", help="the image, by digest (`make push` prints it)")
+    k8s.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=2,
+                     help="pods, one worker each (default %(default)s)")  # fmt: skip
+    k8s.add_argument("--name", default="tfdock-train", help="the Job's and Service's name")
+    k8s.add_argument("--claim", default="tfdock-shared",
+                     help="the PersistentVolumeClaim every pod mounts (default %(default)s)")  # fmt: skip
+    k8s.add_argument(
+        "--mount", default="/shared", help="where it is mounted; runs go to MOUNT/runs"
+    )
+    k8s.add_argument("--port", type=_whole_number(1024, 65535), default=DEFAULT_PORT,
+                     help="each pod's gRPC port (default %(default)s)")  # fmt: skip
+    k8s.add_argument("--cpu", default="2", help="CPU each pod requests (default %(default)s)")
+    k8s.add_argument("--memory", default="4Gi", help="memory per pod (default %(default)s)")
+    k8s.add_argument("--gpus-per-worker", type=_whole_number(0), default=0, metavar="N",
+                     help="nvidia.com/gpu per pod, for the GPU image (default 0)")  # fmt: skip
+    k8s.add_argument("train_flags", nargs=argparse.REMAINDER, metavar="-- TRAIN_FLAGS",
+                     help="flags for `tfdock train`, e.g. -- --epochs 5 --data /shared/mnist")  # fmt: skip
+    k8s.set_defaults(handler=_k8s)
 
 
 def _add_verify(commands: _Commands) -> None:
@@ -350,11 +382,11 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train one run, in this process (a task of a Slurm step reads its cluster from Slurm)."""
+    """Train one run, in this process (a task that a scheduler started reads its cluster there)."""
     from tfdock.train import train
 
     with quiet_native_logs():
-        _tf_config_from_slurm()
+        _tf_config_from_scheduler()
         train(_train_config(args), run_dir=args.resume or args.run_dir)
     return 0
 
@@ -369,21 +401,20 @@ def _multiworker(args: argparse.Namespace) -> int:
     return launch_local(args.workers, _worker_arguments(config, run_dir), run_dir)
 
 
-def _slurm_task(args: argparse.Namespace) -> int:
-    """Set TF_CONFIG from Slurm's step, then become the task's command."""
-    from tfdock.slurm import in_slurm_step
+def _task(args: argparse.Namespace) -> int:
+    """Set TF_CONFIG from the scheduler that started this task, then become its command."""
+    from tfdock.cluster import in_scheduled_task
 
     if not args.task_command:
+        raise TfdockError("say what each task runs, e.g. `srun tfdock task python my_train.py`.")
+    if not in_scheduled_task():
         raise TfdockError(
-            "say what each task runs, e.g. `srun tfdock slurm-task python my_train.py`."
-        )
-    if not in_slurm_step():
-        raise TfdockError(
-            "tfdock slurm-task runs inside a Slurm job step, which this is not: start it with "
-            "srun in a job (`make slurm-run CMD=...` submits one; docs/clusters.md)."
+            "tfdock task runs as one task of a Slurm job step or of the Kubernetes Indexed Job "
+            "that `tfdock k8s` renders, which this is not: submit it with "
+            "`make slurm-run CMD=...` (docs/clusters.md)."
         )
     with quiet_native_logs():
-        _tf_config_from_slurm()
+        _tf_config_from_scheduler()
     try:
         os.execvp(args.task_command[0], args.task_command)
     except OSError as exc:
@@ -393,13 +424,27 @@ def _slurm_task(args: argparse.Namespace) -> int:
         ) from None
 
 
-def _tf_config_from_slurm() -> None:
-    """In a Slurm step without TF_CONFIG, set it from Slurm's variables, and say so."""
-    from tfdock.slurm import set_tf_config_from_slurm
+def _tf_config_from_scheduler() -> None:
+    """Without TF_CONFIG, in a Slurm step or an Indexed Job's pod: set it, and say so."""
+    from tfdock.cluster import set_tf_config_from_scheduler
 
-    line = set_tf_config_from_slurm()
+    line = set_tf_config_from_scheduler()
     if line:
         print(line, flush=True)
+
+
+def _k8s(args: argparse.Namespace) -> int:
+    """Print the job's manifests."""
+    from tfdock.k8s import JobSpec, render
+
+    flags = args.train_flags[1:] if args.train_flags[:1] == ["--"] else args.train_flags
+    spec = JobSpec(
+        name=args.name, image=args.image, workers=args.workers, claim=args.claim,
+        mount=args.mount, port=args.port, cpu=args.cpu, memory=args.memory,
+        gpus_per_worker=args.gpus_per_worker, train_flags=flags,
+    )  # fmt: skip
+    sys.stdout.write(render(spec))
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

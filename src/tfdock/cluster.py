@@ -72,6 +72,31 @@ def read_cluster(environ: Mapping[str, str] | None = None) -> Cluster | None:
     return Cluster(task_type, task_index, size, is_chief, dict(cluster), startup_timeout)
 
 
+def set_tf_config_from_scheduler() -> str | None:
+    """Without TF_CONFIG, in a Slurm step or a Kubernetes Indexed Job's pod, set it from there.
+
+    Returns the line that says so, or None when TF_CONFIG is set or no scheduler started
+    this process. A malformed scheduler environment is one sentence.
+    """
+    from tfdock import indexed_job, slurm
+
+    if os.environ.get(TF_CONFIG_ENV, "").strip():
+        return None
+    for scheduler in (slurm, indexed_job):
+        if scheduler.applies(os.environ):
+            config, line = scheduler.tf_config(os.environ)
+            os.environ[TF_CONFIG_ENV] = config
+            return line
+    return None
+
+
+def in_scheduled_task() -> bool:
+    """True when a scheduler (a Slurm step, an Indexed Job's pod) started this process."""
+    from tfdock import indexed_job, slurm
+
+    return slurm.applies(os.environ) or indexed_job.applies(os.environ)
+
+
 def tf_config_for(addresses: list[str], index: int) -> str:
     """Return worker ``index``'s TF_CONFIG for a job of ``addresses``."""
     return json.dumps(

@@ -18,8 +18,7 @@ give (``--gpus-per-task``), on GPU nodes and CPU nodes alike.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
 from tfdock.cluster import TF_CONFIG_ENV
@@ -34,26 +33,23 @@ DEFAULT_PORT_BASE = 20000
 PORTS_PER_JOB = 10
 
 
-def in_slurm_step(environ: MutableMapping[str, str] | None = None) -> bool:
+def applies(environ: Mapping[str, str]) -> bool:
     """True in a task that srun started."""
-    environ = os.environ if environ is None else environ
     return all(environ.get(name) for name in STEP_VARIABLES)
 
 
-def set_tf_config_from_slurm() -> str | None:
-    """In a Slurm step without TF_CONFIG, set it from Slurm's variables; return a line saying so."""
-    if os.environ.get(TF_CONFIG_ENV, "").strip() or not in_slurm_step():
-        return None
-    config, address = _resolve(os.environ)
-    os.environ[TF_CONFIG_ENV] = config
-    return (
-        f"tfdock: Slurm job {os.environ.get('SLURM_JOB_ID', '?')}, task "
-        f"{os.environ['SLURM_PROCID']} of {os.environ['SLURM_STEP_NUM_TASKS']}: "
-        f"{TF_CONFIG_ENV} from Slurm's step, this task at {address}"
+def tf_config(environ: Mapping[str, str]) -> tuple[str, str]:
+    """Return this task's TF_CONFIG, and the line that says where it came from."""
+    config, address = _resolve(environ)
+    line = (
+        f"tfdock: Slurm job {environ.get('SLURM_JOB_ID', '?')}, task {environ['SLURM_PROCID']} "
+        f"of {environ['SLURM_STEP_NUM_TASKS']}: {TF_CONFIG_ENV} from Slurm's step, this task "
+        f"at {address}"
     )
+    return config, line
 
 
-def port_base(environ: MutableMapping[str, str]) -> int:
+def port_base(environ: Mapping[str, str]) -> int:
     """The first port of each node's tasks: TFDOCK_PORT_BASE, else one from the job id."""
     text = environ.get(PORT_BASE_ENV, "").strip()
     if not text:
@@ -68,7 +64,7 @@ def port_base(environ: MutableMapping[str, str]) -> int:
     return int(text)
 
 
-def _resolve(environ: MutableMapping[str, str]) -> tuple[str, str]:
+def _resolve(environ: Mapping[str, str]) -> tuple[str, str]:
     """Return this task's TF_CONFIG and its host:port, or one sentence on a bad environment."""
     resolver = _resolver(environ)
     try:
@@ -87,7 +83,7 @@ def _resolve(environ: MutableMapping[str, str]) -> tuple[str, str]:
     return json.dumps(config), address
 
 
-def _resolver(environ: MutableMapping[str, str]) -> Any:
+def _resolver(environ: Mapping[str, str]) -> Any:
     """TensorFlow's SlurmClusterResolver, set up to need no GPU count (see the module's docs)."""
     import tensorflow as tf
 
@@ -105,7 +101,7 @@ def _resolver(environ: MutableMapping[str, str]) -> Any:
         raise _bad_environment(exc) from None
 
 
-def _check_node(environ: MutableMapping[str, str], address: str) -> None:
+def _check_node(environ: Mapping[str, str], address: str) -> None:
     """Refuse a task that Slurm placed on another node than the one its TF_CONFIG names.
 
     The resolver fills the nodes in order (block distribution); with

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests import commands
 from tests.integration.containers import (
     COLD_BUILD,
     IMAGE,
@@ -58,3 +59,20 @@ def gpu_image(engine, repo_root, cpu_image) -> str:
     record_artifact("images.json", "gpu_build_seconds", round(time.perf_counter() - started, 1))
     record_artifact("images.json", "gpu_image_mb", round(image_size_mb(engine, f"{IMAGE}:gpu")))
     return f"{IMAGE}:gpu"
+
+
+@pytest.fixture(scope="session")
+def local_two_worker_run(mnist_dir, tmp_path_factory) -> dict:
+    """`tfdock multiworker --workers 2 --deterministic` for 1 epoch in the venv, run once.
+
+    The reference that the Slurm and Kubernetes jobs must match bit for bit: its run
+    folder, its seconds, and the training flags to give them.
+    """
+    flags = ["--deterministic", "--epochs", "1", "--seed", "7", "--batch-size", "32"]
+    output_dir = tmp_path_factory.mktemp("local-two-workers")
+    started = time.perf_counter()
+    result = commands.tfdock("multiworker", "--workers", "2", *flags, "--data", str(mnist_dir),
+                             "--output-dir", str(output_dir), timeout=1500)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run_dir,) = (path for path in output_dir.iterdir() if path.is_dir())
+    return {"run_dir": run_dir, "seconds": time.perf_counter() - started, "flags": flags}

@@ -204,3 +204,10 @@ def tiny_wheel(folder: Path, name: str, version: str) -> Path:
 def probe_wheel(folder: Path) -> Path:
     """Build a tiny package that is in no lock, tfdock-drift-probe 1.0, as a wheel in FOLDER."""
     return tiny_wheel(folder, "tfdock-drift-probe", "1.0")
+
+
+def weights(run_dir: Path) -> list:
+    """The trained model's weights in a run folder, as numpy arrays."""
+    import keras
+
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()

@@ -16,13 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from tests import commands
 from tests.child_output import wait_for_line
-from tests.integration.containers import record_artifact
+from tests.integration.containers import record_artifact, weights
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.slurm]
 
@@ -73,15 +72,10 @@ def _wait_until_gone(job: str, engine: str, bound: float = 120) -> float:
     raise AssertionError(f"job {job} or its containers still there after {bound} s")
 
 
-def _weights(run_dir: Path) -> list[np.ndarray]:
-    return keras.saving.load_model(run_dir / "model.keras").get_weights()
-
-
 def test_a_two_task_job_in_the_image_trains_to_the_local_jobs_bits(
-    repo_root, slurm, cpu_image, engine, mnist_dir, runs, tmp_path
+    repo_root, slurm, cpu_image, engine, mnist_dir, runs, local_two_worker_run
 ):
     """`make slurm-train` (2 tasks, the image) and `tfdock multiworker` (venv) give the same model."""
-    settings = ["--deterministic", "--epochs", "1", "--seed", "7"]
     started = time.monotonic()
     result = _slurm_make(repo_root, "slurm-train", "WORKERS=2", f"RUNS={runs}",
                          f"TFDOCK_DATA={mnist_dir}", "SLURM_FLAGS=--wait", "EPOCHS=1",
@@ -94,23 +88,17 @@ def test_a_two_task_job_in_the_image_trains_to_the_local_jobs_bits(
     assert "strategy multi-worker as worker 0 of 2: 2 replica(s) x batch 32" in output
     assert f"tfdock: Slurm job {job}: every task finished" in output
     slurm_run = repo_root / runs / f"slurm-{job}"
-
-    started = time.monotonic()
-    local = commands.tfdock("multiworker", "--workers", "2", *settings, "--data", str(mnist_dir),
-                            "--output-dir", str(tmp_path), timeout=1500)  # fmt: skip
-    local_seconds = time.monotonic() - started
-    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-    (local_run,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    local_run = local_two_worker_run["run_dir"]
 
     on_slurm = json.loads((slurm_run / "metrics.json").read_text())
     on_host = json.loads((local_run / "metrics.json").read_text())
     assert on_slurm["test"] == on_host["test"]
     assert on_slurm["test"]["accuracy"] >= 0.93
-    for ours, theirs in zip(_weights(slurm_run), _weights(local_run), strict=True):
+    for ours, theirs in zip(weights(slurm_run), weights(local_run), strict=True):
         assert np.array_equal(ours, theirs)
     record_artifact("slurm.json", "two_task_job", {
         "sbatch_wait_seconds": round(slurm_seconds, 1),
-        "local_multiworker_seconds": round(local_seconds, 1),
+        "local_multiworker_seconds": round(local_two_worker_run["seconds"], 1),
         "test_accuracy": on_slurm["test"]["accuracy"],
         "same_bits_as_local": True,
     })  # fmt: skip

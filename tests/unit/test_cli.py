@@ -13,7 +13,8 @@ from tfdock.cli import build_parser, main
 COMMANDS = (
     "train",
     "multiworker",
-    "slurm-task",
+    "task",
+    "k8s",
     "verify",
     "lab",
     "lab-health",
@@ -28,7 +29,7 @@ def test_help_is_instant_and_does_not_import_tensorflow():
     """`tfdock --help` lists every command without loading TensorFlow or Keras."""
     result = run([sys.executable, "-X", "importtime", "-m", "tfdock", "--help"])
     assert result.returncode == 0, result.stderr
-    listed = re.findall(r"^    ([a-z][-a-z]*)", result.stdout, re.M)
+    listed = re.findall(r"^    ([a-z][-a-z0-9]*)", result.stdout, re.M)
     assert listed == list(COMMANDS)
     # -X importtime writes one line per module imported: "import time: self | cumulative | name".
     imported = [

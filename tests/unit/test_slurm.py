@@ -1,4 +1,4 @@
-"""TF_CONFIG from a Slurm step's variables (`tfdock slurm-task`, `tfdock train`), and the submit checks.
+"""TF_CONFIG from a Slurm step's variables (`tfdock task`, `tfdock train`), and the submit checks.
 
 The variables are the ones srun sets (see the Slurm tests in tests/integration/test_slurm.py
 for a real cluster); here they describe clusters this machine is not, to check the mapping
@@ -37,7 +37,7 @@ def _step(**variables: str) -> dict[str, str | None]:
 )
 def test_each_task_gets_its_place_in_one_cluster(procid, node, index, address):
     """Task 0 is worker 0 (the chief); ports count from 20000 + 10 x (job id mod 1000)."""
-    result = tfdock("slurm-task", *SHOW_TF_CONFIG,
+    result = tfdock("task", *SHOW_TF_CONFIG,
                     env=_step(SLURM_PROCID=procid, SLURMD_NODENAME=node))  # fmt: skip
     assert result.returncode == 0, result.stderr
     line, config = result.stdout.splitlines()
@@ -53,13 +53,13 @@ def test_each_task_gets_its_place_in_one_cluster(procid, node, index, address):
 
 def test_a_tf_config_already_set_is_kept():
     mine = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
-    result = tfdock("slurm-task", *SHOW_TF_CONFIG, env=_step(TF_CONFIG=mine))
+    result = tfdock("task", *SHOW_TF_CONFIG, env=_step(TF_CONFIG=mine))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == mine
 
 
 def test_the_port_base_can_be_chosen():
-    result = tfdock("slurm-task", *SHOW_TF_CONFIG, env=_step(TFDOCK_PORT_BASE="23000"))
+    result = tfdock("task", *SHOW_TF_CONFIG, env=_step(TFDOCK_PORT_BASE="23000"))
     assert json.loads(result.stdout.splitlines()[1])["cluster"]["worker"][2] == "n02:23000"
 
 
@@ -92,7 +92,7 @@ def test_the_port_base_can_be_chosen():
     ],
 )
 def test_a_malformed_step_is_one_sentence(variables, sentence):
-    result = tfdock("slurm-task", *SHOW_TF_CONFIG, env=_step(**variables))
+    result = tfdock("task", *SHOW_TF_CONFIG, env=_step(**variables))
     assert result.returncode == 2
     assert result.stderr.strip() == f"tfdock: error: {sentence}"
     assert result.stdout == ""
@@ -108,18 +108,19 @@ def test_train_in_a_malformed_step_stops_before_anything_is_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_slurm_task_outside_a_step_says_so():
+def test_task_outside_a_scheduled_job_says_so():
     step = {name: None for name in _step() if name.startswith("SLURM")}
-    result = tfdock("slurm-task", "true", env=step)
+    result = tfdock("task", "true", env={**step, "TFDOCK_K8S_WORKERS": None})
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "tfdock: error: tfdock slurm-task runs inside a Slurm job step, which this is not: "
-        "start it with srun in a job (`make slurm-run CMD=...` submits one; docs/clusters.md)."
+        "tfdock: error: tfdock task runs as one task of a Slurm job step or of the Kubernetes "
+        "Indexed Job that `tfdock k8s` renders, which this is not: submit it with "
+        "`make slurm-run CMD=...` (docs/clusters.md)."
     )
 
 
-def test_slurm_task_names_a_missing_command():
-    result = tfdock("slurm-task", "no-such-program", env=_step())
+def test_task_names_a_missing_command():
+    result = tfdock("task", "no-such-program", env=_step())
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "tfdock: error: cannot run 'no-such-program' (No such file or directory); name a "
