@@ -44,7 +44,9 @@ remove_containers() {
     "$engine ps --all --quiet --filter label=tfdock.slurm-job=$SLURM_JOB_ID | xargs --no-run-if-empty $engine rm --force >/dev/null" || true
 }
 
-echo "tfdock: Slurm job $SLURM_JOB_ID: $SLURM_NTASKS task(s) on $SLURM_JOB_NODELIST, in ${where/venv/the venv}: $*"
+place="the image ${IMAGE:-tfdock}:$where"
+[[ "$where" == venv ]] && place="the venv $VIRTUAL_ENV"
+echo "tfdock: Slurm job $SLURM_JOB_ID: $SLURM_NTASKS task(s) on $SLURM_JOB_NODELIST, in $place: $*"
 status=0
 srun --kill-on-bad-exit=1 "${task[@]}" || status=$?
 [[ "$where" == venv ]] || remove_containers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -76,3 +77,11 @@ def local_two_worker_run(mnist_dir, tmp_path_factory) -> dict:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = (path for path in output_dir.iterdir() if path.is_dir())
     return {"run_dir": run_dir, "seconds": time.perf_counter() - started, "flags": flags}
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    """A Slurm cluster that answers, or skip saying how to make one."""
+    answers = shutil.which("sbatch") and commands.run(["sinfo", "--noheader"], timeout=60)
+    if not answers or answers.returncode != 0 or not answers.stdout.strip():
+        pytest.skip("no Slurm cluster answers here; run scripts/slurm-host-setup.sh as root")

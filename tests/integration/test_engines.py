@@ -188,6 +188,24 @@ def test_docker_train_writes_its_run_as_the_host_user(door, mnist_copy):
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_train_runs_its_tasks_as_the_user_and_leaves_no_container(door, mnist_copy, slurm):
+    """`make slurm-train` submitted by the user: both tasks' containers run as them, then go."""
+    runs = f"runs-slurm-{uuid.uuid4().hex[:8]}"
+    result = _timed(door, "make slurm-train EPOCHS=1", lambda: door.make(
+        "slurm-train", "EPOCHS=1", "TRAIN_FLAGS=--limit 6000", "SLURM_FLAGS=--wait",
+        f"RUNS={runs}", TFDOCK_DATA=str(mnist_copy)))  # fmt: skip
+    (log,) = (door.workspace / runs).glob("slurm-*.out")
+    assert result.returncode == 0, log.read_text()[-3000:]
+    assert "every task finished" in log.read_text()
+    assert (door.workspace / runs / log.stem / "metrics.json").is_file()
+    assert owners_under(door.workspace / runs) == {door.ids}
+    job = log.stem.removeprefix("slurm-")
+    left = door.engine_cli("ps", "--all", "--quiet", "--filter", f"label=tfdock.slurm-job={job}")
+    assert left.stdout.split() == []
+
+
+@pytest.mark.slow
 def test_docker_run_writes_files_the_host_user_owns(door):
     """`make docker-run CMD=...` writes into the workspace as the user, and the home is writable."""
     marker = f"owned-by-me-{uuid.uuid4().hex[:8]}"
