@@ -54,12 +54,13 @@ running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 running /run/munge/munged.pid || runuser -u munge -- /usr/sbin/munged
 running /run/slurmctld.pid || slurmctld
 running /run/slurmd.pid || slurmd
-for _ in $(seq 30); do
-  sinfo --noheader --states=idle,mixed,allocated 2>/dev/null | grep -q . && break
+node_state() { sinfo --noheader --nodes="$host" --format=%t 2>/dev/null; }
+for _ in $(seq 60); do
+  [[ "$(node_state)" =~ ^(idle|mix|alloc)$ ]] && break
   sleep 1
 done
-sinfo --noheader --states=idle,mixed,allocated | grep -q . || {
-  echo "slurm-host-setup: the node did not come up within 30 s; see /var/log/slurmctld.log and /var/log/slurmd.log." >&2
+[[ "$(node_state)" =~ ^(idle|mix|alloc)$ ]] || {
+  echo "slurm-host-setup: the node $host is $(node_state), not idle, after 60 s; see /var/log/slurmctld.log and /var/log/slurmd.log." >&2
   exit 1
 }
 echo "slurm-host-setup: Slurm $(sinfo --version | cut -d' ' -f2) runs one node ($host, $cpus cores): $(sinfo --noheader | tr -s ' ')"
