@@ -3,7 +3,7 @@
 # and `make slurm-run` (CMD) call it. Usage: scripts/slurm-submit.sh train TRAIN_FLAGS... | run
 # Environment: WORKERS (tasks), SLURM_IN (cpu, gpu or venv: where each task runs), SLURM_FLAGS
 # (more sbatch flags), RUNS (the job's log and run folder), VENV, ENGINE, IMAGE, CMD.
-# Checks here what it can, in one sentence each; scripts/slurm-job.sh is the job itself.
+# Checks the settings, then that sbatch is here, in one sentence each; scripts/slurm-job.sh is the job itself.
 set -euo pipefail
 
 what=${1:?usage: slurm-submit.sh train TRAIN_FLAGS... | run}
@@ -12,10 +12,6 @@ where=${SLURM_IN:-cpu}
 runs=${RUNS:-runs}
 workers=${WORKERS:-2}
 
-if ! command -v sbatch >/dev/null 2>&1; then
-  echo "slurm-submit: sbatch is not on PATH; run 'make slurm-$what' on a Slurm login node (docs/clusters.md)." >&2
-  exit 1
-fi
 if [[ ! "$workers" =~ ^[1-9][0-9]*$ ]]; then
   echo "slurm-submit: WORKERS=$workers is not a number of tasks; e.g. 'make slurm-$what WORKERS=4'." >&2
   exit 2
@@ -33,6 +29,10 @@ case "$where" in
     exit 2
     ;;
 esac
+if ! command -v sbatch >/dev/null 2>&1; then
+  echo "slurm-submit: sbatch is not on PATH; run 'make slurm-$what' on a Slurm login node (docs/clusters.md)." >&2
+  exit 1
+fi
 mkdir -p "$runs"
 # SLURM_FLAGS is a list of flags, split as the shell splits words.
 # shellcheck disable=SC2086
