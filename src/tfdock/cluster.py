@@ -78,11 +78,9 @@ def set_tf_config_from_scheduler() -> str | None:
     Returns the line that says so, or None when TF_CONFIG is set or no scheduler started
     this process. A malformed scheduler environment is one sentence.
     """
-    from tfdock import indexed_job, slurm
-
     if os.environ.get(TF_CONFIG_ENV, "").strip():
         return None
-    for scheduler in (slurm, indexed_job):
+    for scheduler in _schedulers():
         if scheduler.applies(os.environ):
             config, line = scheduler.tf_config(os.environ)
             os.environ[TF_CONFIG_ENV] = config
@@ -92,9 +90,14 @@ def set_tf_config_from_scheduler() -> str | None:
 
 def in_scheduled_task() -> bool:
     """True when a scheduler (a Slurm step, an Indexed Job's pod) started this process."""
+    return any(scheduler.applies(os.environ) for scheduler in _schedulers())
+
+
+def _schedulers() -> tuple[Any, ...]:
+    """The modules that read a task's place from its scheduler (imported here: they import this one)."""
     from tfdock import indexed_job, slurm
 
-    return slurm.applies(os.environ) or indexed_job.applies(os.environ)
+    return (slurm, indexed_job)
 
 
 def tf_config_for(addresses: list[str], index: int) -> str:

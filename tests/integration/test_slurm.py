@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.slurm]
 
 
 @pytest.fixture
-def runs(repo_root):
+def runs():
     """A folder for this test's jobs inside the workspace, which the image door mounts."""
     return f"test-artifacts/slurm-{uuid.uuid4().hex[:8]}"
 
