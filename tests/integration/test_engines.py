@@ -48,6 +48,8 @@ from tests.integration.registry import serve_registry
 pytestmark = pytest.mark.container
 
 LOCK_LABEL = "com.github.tfdock.lock.sha256"
+# The engines registry's port (see the registry fixture).
+REGISTRY_PORT = 5055
 MODE_WORDS = {
     "docker": "Docker Engine; containers run as your uid (--user)",
     "rootless-podman": "rootless Podman; containers run as you (--userns=keep-id)",
@@ -109,8 +111,12 @@ def _base_for(door: Door, registry: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """A real registry on loopback: Docker's base goes through it, and pushes are aimed at it."""
-    with serve_registry(tmp_path_factory.mktemp("engines-registry")) as address:
+    """A real registry on loopback: Docker's base goes through it, and pushes are aimed at it.
+
+    On the same port each session where it is free: the base's name holds the address, and
+    Docker's build cache keys on it, so a new port would rebuild Docker's image every time.
+    """
+    with serve_registry(tmp_path_factory.mktemp("engines-registry"), port=REGISTRY_PORT) as address:
         yield address
 
 
