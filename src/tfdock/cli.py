@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -413,15 +414,21 @@ def _task(args: argparse.Namespace) -> int:
             "that `tfdock k8s` renders, which this is not: submit it with "
             "`make slurm-run CMD=...` (docs/clusters.md)."
         )
+    # Before TensorFlow loads for the cluster (seconds): a misspelt command is told at once.
+    if shutil.which(args.task_command[0]) is None:
+        raise _cannot_run(args.task_command[0], "not found, or not executable")
     with quiet_native_logs():
         _tf_config_from_scheduler()
     try:
         os.execvp(args.task_command[0], args.task_command)
     except OSError as exc:
-        raise TfdockError(
-            f"cannot run {args.task_command[0]!r} ({exc.strerror}); name a command that exists "
-            "in the task's environment."
-        ) from None
+        raise _cannot_run(args.task_command[0], exc.strerror) from None
+
+
+def _cannot_run(command: str, why: str) -> TfdockError:
+    return TfdockError(
+        f"cannot run {command!r} ({why}); name a command that exists in the task's environment."
+    )
 
 
 def _tf_config_from_scheduler() -> None:

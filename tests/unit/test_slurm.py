@@ -8,10 +8,13 @@ and each refusal.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from tests.commands import make, tfdock
+from tfdock import slurm
+from tfdock.errors import TfdockError
 
 SHOW_TF_CONFIG = ["python", "-c", "import os; print(os.environ['TF_CONFIG'])"]
 
@@ -31,16 +34,24 @@ def _step(**variables: str) -> dict[str, str | None]:
     return {**step, **variables}
 
 
+def _in_step(monkeypatch, **variables: str) -> os._Environ:
+    """This process's environment as a task of _step's sees it (TensorFlow's resolver reads
+    os.environ itself)."""
+    for name, value in _step(**variables).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    return os.environ
+
+
 @pytest.mark.parametrize(
     ("procid", "node", "index", "address"),
     [("0", "n01", 0, "n01:23210"), ("1", "n01", 1, "n01:23211"), ("2", "n02", 2, "n02:23210")],
 )
-def test_each_task_gets_its_place_in_one_cluster(procid, node, index, address):
+def test_each_task_gets_its_place_in_one_cluster(monkeypatch, procid, node, index, address):
     """Task 0 is worker 0 (the chief); ports count from 20000 + 10 x (job id mod 1000)."""
-    result = tfdock("task", *SHOW_TF_CONFIG,
-                    env=_step(SLURM_PROCID=procid, SLURMD_NODENAME=node))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    line, config = result.stdout.splitlines()
+    config, line = slurm.tf_config(_in_step(monkeypatch, SLURM_PROCID=procid, SLURMD_NODENAME=node))
     assert line == (
         f"tfdock: Slurm job 4321, task {procid} of 3: TF_CONFIG from Slurm's step, this task "
         f"at {address}"
@@ -51,6 +62,15 @@ def test_each_task_gets_its_place_in_one_cluster(procid, node, index, address):
     }
 
 
+def test_task_gives_its_command_the_tf_config_of_its_place():
+    """`tfdock task COMMAND` says where its TF_CONFIG came from and runs COMMAND with it."""
+    result = tfdock("task", *SHOW_TF_CONFIG, env=_step(SLURM_PROCID="2", SLURMD_NODENAME="n02"))
+    assert result.returncode == 0, result.stderr
+    line, config = result.stdout.splitlines()
+    assert line.endswith("task 2 of 3: TF_CONFIG from Slurm's step, this task at n02:23210")
+    assert json.loads(config)["task"] == {"type": "worker", "index": 2}
+
+
 def test_a_tf_config_already_set_is_kept():
     mine = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
     result = tfdock("task", *SHOW_TF_CONFIG, env=_step(TF_CONFIG=mine))
@@ -58,9 +78,9 @@ def test_a_tf_config_already_set_is_kept():
     assert result.stdout.strip() == mine
 
 
-def test_the_port_base_can_be_chosen():
-    result = tfdock("task", *SHOW_TF_CONFIG, env=_step(TFDOCK_PORT_BASE="23000"))
-    assert json.loads(result.stdout.splitlines()[1])["cluster"]["worker"][2] == "n02:23000"
+def test_the_port_base_can_be_chosen(monkeypatch):
+    config, _ = slurm.tf_config(_in_step(monkeypatch, TFDOCK_PORT_BASE="23000"))
+    assert json.loads(config)["cluster"]["worker"][2] == "n02:23000"
 
 
 @pytest.mark.parametrize(
@@ -91,15 +111,15 @@ def test_the_port_base_can_be_chosen():
         ),
     ],
 )
-def test_a_malformed_step_is_one_sentence(variables, sentence):
-    result = tfdock("task", *SHOW_TF_CONFIG, env=_step(**variables))
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"tfdock: error: {sentence}"
-    assert result.stdout == ""
+def test_a_malformed_step_is_one_sentence(monkeypatch, variables, sentence):
+    with pytest.raises(TfdockError) as refused:
+        slurm.tf_config(_in_step(monkeypatch, **variables))
+    assert str(refused.value) == sentence
 
 
 def test_train_in_a_malformed_step_stops_before_anything_is_written(tmp_path):
-    """`tfdock train` reads the cluster from Slurm itself, and refuses a bad one at once."""
+    """`tfdock train` reads the cluster from Slurm itself, and refuses a bad one at once:
+    its one sentence, exit 2, no traceback (the sentences: the test above)."""
     result = tfdock("train", "--strategy", "multi-worker", "--output-dir", str(tmp_path),
                     env=_step(SLURM_PROCID="7"))  # fmt: skip
     assert result.returncode == 2
@@ -123,7 +143,7 @@ def test_task_names_a_missing_command():
     result = tfdock("task", "no-such-program", env=_step())
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "tfdock: error: cannot run 'no-such-program' (No such file or directory); name a "
+        "tfdock: error: cannot run 'no-such-program' (not found, or not executable); name a "
         "command that exists in the task's environment."
     )
 
