@@ -23,6 +23,7 @@ RESUME ?=## a run folder to continue from its last completed epoch (train, train
 TRAIN_FLAGS ?=## more `tfdock train` flags for a new run, e.g. --limit 10000 --loop fit (tfdock train --help)
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
+TEST_WORKERS ?= 2## processes `make test` and `make check` run their test files on (pytest-xdist; 0: one process)
 BENCH_REPEATS ?= 3## runs of each side in `make bench` (the median is reported)
 ENGINE ?= docker## container engine: docker or podman
 IMAGE ?= tfdock## image name; the targets tag IMAGE:cpu and IMAGE:gpu
@@ -125,11 +126,11 @@ tensorboard: $(ENVIRONMENT) ## TensorBoard over every run in RUNS on 127.0.0.1:T
 bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `--loop fit`) side by side; JSON in bench-results/
 	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
 
-test: $(ENVIRONMENT) ## run the whole test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(ENVIRONMENT) ## run the whole test suite, its files spread over TEST_WORKERS processes
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 check: lint ## before each commit: lint + the unit tests (no engine, network or training; about a minute)
-	$(BIN)/pytest -q -m "not slow and not container and not network and not gpu" tests/unit
+	$(BIN)/pytest -q --numprocesses $(TEST_WORKERS) --dist loadfile -m "not slow and not container and not network and not gpu" tests/unit
 
 lint: $(ENVIRONMENT) ## ruff, hadolint and shellcheck, all from the lock
 	$(BIN)/ruff check src tests scripts

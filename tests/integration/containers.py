@@ -8,16 +8,19 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests import commands
+from tests.workers import one_at_a_time
 from tfdock.lock import read_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+ARTIFACT_LOCKS = Path(tempfile.gettempdir()) / "tfdock-test-artifact-locks"
 # The TensorFlow every door must hold, read from the lock so an upgrade needs no test edits.
 LOCKED_TENSORFLOW = read_lock(REPO_ROOT / "requirements.txt").pins["tensorflow"]
 # `tfdock verify`'s last line when every check passed, however many checks it runs.
@@ -91,12 +94,16 @@ def free_disk_gb(engine: str) -> float:
 
 
 def record_artifact(file_name: str, name: str, value) -> None:
-    """Add one measured figure to test-artifacts/FILE_NAME (a JSON object)."""
+    """Add one measured figure to test-artifacts/FILE_NAME (a JSON object).
+
+    One process at a time: the test processes of a run share the file.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / file_name
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = value
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    with one_at_a_time(ARTIFACT_LOCKS, file_name):
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[name] = value
+        path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def install_step_cached(build_log: str) -> bool:

@@ -82,8 +82,12 @@ def ssh_agent(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def devcontainer(tmp_path_factory, repo_root, mnist_dir, ssh_agent):
-    """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed."""
+def devcontainer(tmp_path_factory, repo_root, mnist_dir, ssh_agent, cpu_image):
+    """`devcontainer up` on a fresh copy of the repo with MNIST mounted; always removed.
+
+    After the session's `make image` (cpu_image): its layers are the dev stage's, so they are
+    built once, not twice at the same time by two test processes.
+    """
     cli = devcontainer_cli()
     engine = engine_or_skip()
     workspace = devcontainer_workspace(
@@ -248,11 +252,13 @@ def test_make_check_passes_in_the_dev_container(devcontainer, repo_root):
     config = devcontainer.config
     fitted = config.read_text()
     config.write_text((repo_root / ".devcontainer" / "devcontainer.json").read_text())
+    started = time.perf_counter()
     try:
         out = _exec_ok(devcontainer, "make", "check")
     finally:
         config.write_text(fitted)
     assert re.search(r"^\d+ passed", out.splitlines()[-1]), out[-2000:]
+    record_artifact("workflow.json", "make_check_seconds", round(time.perf_counter() - started, 1))
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from tests.integration.containers import (
     ARTIFACTS,
     LOCKED_TENSORFLOW,
     copy_repository,
-    record_artifact,
     write_own_script,
 )
 
@@ -79,8 +77,15 @@ def _git(folder: Path, *args: str, timeout: int = 600):
 
 
 def test_pre_commit_hook_runs_make_check(repo_root, tmp_path):
-    """With the hook installed, a commit that fails lint is refused and a clean one passes `make check`."""
+    """With the hook installed, a commit that fails lint is refused and a clean one passes `make check`.
+
+    The clone keeps one unit test file: the whole unit suite is this run's own (and `make
+    check` in the dev container runs it again); here it is the hook that is under test.
+    """
     clone = copy_repository(repo_root, tmp_path / "repo")
+    for unit_test in (clone / "tests" / "unit").glob("test_*.py"):
+        if unit_test.name != "test_make_help.py":
+            unit_test.unlink()
     (clone / ".venv").symlink_to(VENV)
     # The venv is current for the clone: its inputs are no newer than the venv's stamp.
     stamp = (VENV / ".tfdock-installed").stat().st_mtime
@@ -101,10 +106,7 @@ def test_pre_commit_hook_runs_make_check(repo_root, tmp_path):
 
     (clone / "src" / "tfdock" / "unused.py").write_text("import os\n\nSEPARATOR = os.sep\n")
     _git(clone, "add", "--all")
-    started = time.perf_counter()
     accepted = _git(clone, "commit", "-m", "the import used")
-    elapsed = time.perf_counter() - started
     said = accepted.stdout + accepted.stderr
     assert accepted.returncode == 0, said[-3000:]
     assert "make check (lint + unit tests)" in said and "Passed" in said
-    record_artifact("workflow.json", "pre_commit_make_check_seconds", round(elapsed, 1))
