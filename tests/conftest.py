@@ -15,6 +15,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 
 
+def pytest_configure(config):
+    """Let the processes tests start get Ctrl-C's default handling, as in a terminal.
+
+    A shell starts a background job (`make test &`, a CI runner's step) with SIGINT
+    ignored, and an ignored signal stays ignored across exec: the children would never see
+    the Ctrl-C a test sends them. A handled one is reset to the default in a child instead.
+    Every test process does this (make test's pytest-xdist workers too).
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository root, where the Makefile and the lock live."""
@@ -50,19 +62,6 @@ def mnist_npz(tmp_path, mnist) -> Path:
     arrays = ("x_train", "y_train", "x_test", "y_test")
     np.savez(path, **{name: getattr(mnist, name) for name in arrays})
     return path
-
-
-@pytest.fixture
-def ctrl_c_reaches_children():
-    """Let the processes a test starts get Ctrl-C's default handling, as in a terminal.
-
-    A shell runs a background job with SIGINT ignored, and an ignored signal
-    stays ignored across exec: under `make test &` the children would never see
-    Ctrl-C. A handled one is reset to the default in the child instead.
-    """
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def test_make_setup_in_the_image_refuses_in_one_sentence(engine, repo_root, cpu_
 
 
 def test_ctrl_c_in_make_docker_train_names_the_doors_own_resume_command(
-    engine, repo_root, cpu_image, mnist_dir, ctrl_c_reaches_children
+    engine, repo_root, cpu_image, mnist_dir
 ):
     """Ctrl-C in `make docker-train` names `make docker-train RESUME=... TFDOCK_DATA=...` (no host tfdock needed); run as printed, it finishes."""
     runs = f"test-artifacts/docker-resume-{uuid.uuid4().hex[:8]}"

@@ -131,7 +131,7 @@ def test_docker_lab_on_busy_port_says_one_sentence(engine, repo_root, cpu_image)
     assert run(engine, "container", "exists", name, check=False).returncode == 1
 
 
-def test_ctrl_c_stops_docker_lab_at_once(engine, repo_root, cpu_image, ctrl_c_reaches_children):
+def test_ctrl_c_stops_docker_lab_at_once(engine, repo_root, cpu_image):
     """Ctrl-C on `make docker-lab` closes the lab and leaves no container behind."""
     lab = start_make_lab(
         repo_root, "docker-lab", ARTIFACTS / "docker-lab-ctrl-c.log", ENGINE=engine

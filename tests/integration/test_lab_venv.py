@@ -22,7 +22,7 @@ from tests.integration.lab_helpers import (
 )
 
 
-def test_make_lab_prints_url_with_token_and_requires_it(repo_root, ctrl_c_reaches_children):
+def test_make_lab_prints_url_with_token_and_requires_it(repo_root):
     """`make lab` prints http://127.0.0.1:PORT/lab?token=...; the API needs that token; Ctrl-C stops it."""
     ARTIFACTS.mkdir(exist_ok=True)
     lab = start_make_lab(repo_root, "lab", ARTIFACTS / "make-lab.log")

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -256,6 +257,8 @@ def newcomer(tmp_path_factory, engine, registry) -> str:
     if "podman" not in Path(engine).name:
         pytest.skip("the newcomer's empty image store is made with Podman's --root")
     root = tmp_path_factory.mktemp("newcomer")
+    # Podman refuses a runroot path over 50 characters: a short one of its own in /tmp.
+    runroot = Path(tempfile.mkdtemp(prefix="tfdock-newcomer-"))
     # The registry speaks plain HTTP on loopback: say so, as a team's registries.conf would.
     (root / "registries.conf").write_text(
         f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n'
@@ -264,7 +267,7 @@ def newcomer(tmp_path_factory, engine, registry) -> str:
     wrapper.write_text(
         "#!/bin/sh\n"
         f"CONTAINERS_REGISTRIES_CONF={root}/registries.conf exec {shutil.which(engine)} "
-        f'--root {root}/storage --runroot {root}/run "$@"\n'
+        f'--root {root}/storage --runroot {runroot} "$@"\n'
     )
     wrapper.chmod(0o755)
     try:
@@ -273,6 +276,7 @@ def newcomer(tmp_path_factory, engine, registry) -> str:
         subprocess.run([wrapper, "rm", "--all", "--force"], capture_output=True, timeout=300)
         subprocess.run([wrapper, "rmi", "--all", "--force"], capture_output=True, timeout=600)
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -106,9 +106,7 @@ def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_a_training_worker(
-    mnist_dir, tmp_path, signal_number, ctrl_c_reaches_children
-):
+def test_a_signal_ends_a_training_worker(mnist_dir, tmp_path, signal_number):
     """SIGTERM or SIGINT to one worker mid-training ends it (TensorFlow's SIGTERM handler is gone)."""
     process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
     out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal_number)
@@ -259,9 +257,7 @@ def test_a_job_that_fails_before_its_first_epoch_says_start_again_and_leaves_no_
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(
-    mnist_dir, tmp_path, ctrl_c_reaches_children
-):
+def test_ctrl_c_on_a_job_says_how_to_resume_and_that_command_finishes_it(mnist_dir, tmp_path):
     """Ctrl-C in epoch 2 of `tfdock multiworker` names its --resume command; run as printed, it finishes."""
     process = _start_job(mnist_dir, tmp_path, "--limit", "8000", epochs=2, start_new_session=True)
     try:

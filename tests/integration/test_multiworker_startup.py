@@ -61,9 +61,7 @@ def test_a_peer_that_never_starts_ends_the_wait_in_one_sentence(mnist_dir, tmp_p
 @pytest.mark.parametrize(
     ("signal_number", "returncode"), [(signal.SIGINT, 130), (signal.SIGTERM, -signal.SIGTERM)]
 )
-def test_ctrl_c_and_sigterm_end_the_wait_for_peers(
-    mnist_dir, tmp_path, signal_number, returncode, ctrl_c_reaches_children
-):
+def test_ctrl_c_and_sigterm_end_the_wait_for_peers(mnist_dir, tmp_path, signal_number, returncode):
     """While worker 0 waits for a worker 1 that never starts, SIGINT or SIGTERM ends it at once."""
     process = _task(mnist_dir, tmp_path, free_loopback_ports(2), 0)
     try:

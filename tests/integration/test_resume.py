@@ -161,7 +161,7 @@ def resume_line(stderr: str) -> str:
 
 @pytest.mark.slow
 def test_ctrl_c_in_make_train_names_the_make_command_that_finishes_the_run(
-    repo_root, tmp_path, mnist_dir, ctrl_c_reaches_children
+    repo_root, tmp_path, mnist_dir
 ):
     """Ctrl-C in `make train` names `make train RESUME=... TFDOCK_DATA=...`; run as printed, it finishes."""
     runs = tmp_path / "runs"

@@ -71,7 +71,7 @@ def test_a_native_abort_reaches_stderr():
     assert "absl::InitializeLog()" not in stderr
 
 
-def test_ctrl_c_keeps_the_last_words(ctrl_c_reaches_children):
+def test_ctrl_c_keeps_the_last_words():
     """Ctrl-C (SIGINT to the whole process group) spares the filter: the last line still arrives."""
     code = (
         "import os, sys, time\n"
