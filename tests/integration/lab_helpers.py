@@ -57,10 +57,14 @@ def open_in_chromium(
     return dom, shot
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(preferred: int = 0) -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now: PREFERRED where it
+    is free, else one the system picks."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -26,16 +25,6 @@ def registry_get(url: str, accept: str = "*/*"):
         return response.headers, response.read()
 
 
-def port_is_free(port: int) -> bool:
-    """Say whether nothing listens on 127.0.0.1:PORT."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @contextlib.contextmanager
 def serve_registry(root: Path, port: int | None = None) -> Iterator[str]:
     """Serve a registry from ROOT on 127.0.0.1:PORT (a free port if None or taken); yield
@@ -45,8 +34,7 @@ def serve_registry(root: Path, port: int | None = None) -> Iterator[str]:
         pytest.skip(
             "docker-registry is not installed (scripts/multiarch-host-setup.sh installs it)"
         )
-    if port is None or not port_is_free(port):
-        port = free_port()
+    port = free_port(port or 0)
     (root / "config.yml").write_text(
         f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
         f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
