@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ class DevContainer:
         self.up_result: dict = {}
         self.up_arguments: tuple[str, ...] = ()
         self.up_env: dict[str, str] = {}
+        # The CLI's scratch folder is os.tmpdir()/devcontainercli-USER, one per user: two
+        # `up` at once (two test processes) would write the same uid-update build there.
+        self.scratch = tempfile.mkdtemp(prefix="devcontainercli-")
 
     def _common(self) -> list[str]:
         return [
@@ -71,14 +75,16 @@ class DevContainer:
 
     def up(self, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         self.up_arguments, self.up_env = extra, env
-        result = commands.run([self.cli, "up", *self._common(), *extra], env=env, timeout=3600)
+        result = commands.run([self.cli, "up", *self._common(), *extra],
+                              env={**env, "TMPDIR": self.scratch}, timeout=3600)  # fmt: skip
         self.up_log = result.stdout + result.stderr
         self.up_result = cli_outcome(result.stdout)
         return result
 
     def exec(self, *command: str, remote_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         extra = [arg for name in remote_env for arg in ("--remote-env", name)]
-        return commands.run([self.cli, "exec", *self._common(), *extra, *command], timeout=1800)
+        return commands.run([self.cli, "exec", *self._common(), *extra, *command],
+                            env={"TMPDIR": self.scratch}, timeout=1800)  # fmt: skip
 
     def restart(self) -> subprocess.CompletedProcess:
         """Stop the container and bring it up again, as reopening the folder in VS Code does."""
@@ -90,6 +96,7 @@ class DevContainer:
     def remove(self) -> None:
         """Remove the container and the images `up` built for it."""
         remove_dev_containers(functools.partial(run, self.engine), self.label)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def devcontainer_workspace(repo_root: Path, destination: Path) -> Path:

@@ -310,11 +310,17 @@ def _dev_container(door: Door, workspace: Path, config: Path, what: str, timeout
     label = f"tfdock.test={uuid.uuid4().hex}"
     common = ["--workspace-folder", str(workspace), "--docker-path", door.engine,
               "--config", str(config), "--id-label", label]  # fmt: skip
+    # The CLI's scratch folder is per user (os.tmpdir()/devcontainercli-USER); another test
+    # process's `up` as the same user must not share it.
+    scratch = workspace.parent / f"cli-tmp-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    os.chown(scratch, *door.ids)
     try:
         up = _timed(door, what, lambda: door.run("devcontainer", "up", *common, timeout=timeout,
-                                                 **env))  # fmt: skip
+                                                 TMPDIR=str(scratch), **env))  # fmt: skip
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        yield lambda *command: door.run("devcontainer", "exec", *common, *command)
+        yield lambda *command: door.run("devcontainer", "exec", *common, *command,
+                                        TMPDIR=str(scratch))  # fmt: skip
     finally:
         remove_dev_containers(door.engine_cli, label)
 
