@@ -23,7 +23,7 @@ RESUME ?=## a run folder to continue from its last completed epoch (train, train
 TRAIN_FLAGS ?=## more `tfdock train` flags for a new run, e.g. --limit 10000 --loop fit (tfdock train --help)
 TFDOCK_DATA ?=## local MNIST (mnist.npz or folder of the 4 .gz files); empty = download
 PYTEST_ARGS ?=## extra arguments for pytest, e.g. -m "not slow"
-TEST_WORKERS ?= 0## processes `make test` and `make check` spread their test files over (pytest-xdist); 0: pytest's own
+TEST_WORKERS ?= 2## processes `make test` and `make check` spread their test files over (pytest-xdist); 0: pytest's own
 BENCH_REPEATS ?= 3## runs of each side in `make bench` (the median is reported)
 ENGINE ?= docker## container engine: docker or podman
 IMAGE ?= tfdock## image name; the targets tag IMAGE:cpu and IMAGE:gpu
@@ -127,7 +127,7 @@ bench: $(ENVIRONMENT) ## time the plain quickstart vs `tfdock train` (and its `-
 	$(BIN)/python scripts/bench.py --repeats $(BENCH_REPEATS) --epochs $(EPOCHS) --output-dir bench-results
 
 test: $(ENVIRONMENT) ## run the whole test suite, its files spread over TEST_WORKERS processes
-	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 check: lint ## before each commit: lint + the unit tests (no engine, network or training; about a minute)
 	$(BIN)/pytest -q --numprocesses $(TEST_WORKERS) --dist loadfile -m "not slow and not container and not network and not gpu" tests/unit

@@ -11,6 +11,19 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The files that take minutes (image builds, arm64 under QEMU, real training), longest first
+# as CI measured them (docs/testing.md). They start first; with TEST_WORKERS=2 the quick
+# files then fill in beside them, and no long file starts at the end of the run alone.
+LONGEST_FIRST = (
+    "test_multiarch.py",
+    "test_engines.py",
+    "test_devcontainer.py",
+    "test_images.py",
+    "test_multiworker.py",
+    "test_slurm.py",
+    "test_lock_workflow.py",
+    "test_k8s.py",
+)
 # Tests (never the kit itself) find the offline MNIST here, or in $TFDOCK_TEST_DATA.
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 
@@ -25,6 +38,12 @@ def pytest_configure(config):
     """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the longest files first (LONGEST_FIRST), the rest in their own order after them."""
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")
