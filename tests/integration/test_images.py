@@ -271,27 +271,28 @@ def test_a_one_package_lock_change_moves_only_its_layer(engine, repo_root, cpu_i
     dropped = "pytest-timeout"
     lock.write_text("".join("\n".join(p.lines) + "\n" for p in pins if p.name != dropped))
     probe = f"{IMAGE}-lockprobe"
+    # The probe image stays, as the session's other images do: a warm run's build then takes
+    # every layer from its cache, and the layers the two images share say the rest.
     result = make(context, "image", engine=engine, IMAGE=probe)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    try:
-        assert lock_layers_rebuilt(result.stdout + result.stderr) == ["rest"]
-        assert dropped not in _distributions(engine, f"{probe}:cpu")
-        cost = commands.run(
-            [commands.TFDOCK[0], str(repo_root / "scripts" / "pull_cost.py"), "--engine", engine,
-             cpu_image, f"{probe}:cpu"],
-            timeout=1200,
-        )  # fmt: skip
-        assert cost.returncode == 0, cost.stderr
-        moved = re.search(
-            r"(\d+) of (\d+) layers to pull, ([\d.]+) MB \(([\d.]+) MB gzip\)", cost.stdout
-        )
-        assert moved, cost.stdout
-        _record("lock_change_layers_pulled", f"{moved[1]} of {moved[2]}")
-        _record("lock_change_pull_mb", float(moved[3]))
-        _record("lock_change_pull_gzip_mb", float(moved[4]))
-        assert float(moved[4]) < 100, f"a one-package change moves {moved[4]} MB gzip"
-    finally:
-        run(engine, "rmi", f"{probe}:cpu", check=False)
+    assert set(lock_layers_rebuilt(result.stdout + result.stderr)) <= {"rest"}
+    assert dropped not in _distributions(engine, f"{probe}:cpu")
+    cost = commands.run(
+        [commands.TFDOCK[0], str(repo_root / "scripts" / "pull_cost.py"), "--engine", engine,
+         cpu_image, f"{probe}:cpu"],
+        timeout=1200,
+    )  # fmt: skip
+    assert cost.returncode == 0, cost.stderr
+    moved = re.search(
+        r"(\d+) of (\d+) layers to pull, ([\d.]+) MB \(([\d.]+) MB gzip\)", cost.stdout
+    )
+    assert moved, cost.stdout
+    _record("lock_change_layers_pulled", f"{moved[1]} of {moved[2]}")
+    _record("lock_change_pull_mb", float(moved[3]))
+    _record("lock_change_pull_gzip_mb", float(moved[4]))
+    # Only the rest layer and those above it differ: a rebuilt TensorFlow or notebook layer
+    # (pip's files are never byte-identical twice) would be a layer to pull, gigabytes.
+    assert float(moved[4]) < 100, f"a one-package change moves {moved[4]} MB gzip"
 
 
 def test_gpu_image_verifies_on_cpu_and_adds_only_cuda(engine, repo_root, cpu_image, gpu_image):
