@@ -59,12 +59,15 @@ def run(engine: str, *args: str, timeout: int = 300, check: bool = True):
 
 
 def remove_dev_containers(
-    engine_cli: Callable[..., subprocess.CompletedProcess], label: str
+    engine_cli: Callable[..., subprocess.CompletedProcess], label: str, keep: str | None = None
 ) -> None:
     """Remove the containers labelled LABEL that the devcontainers CLI made, and its vsc-* images.
 
     ENGINE_CLI(*args, check=..., timeout=...) runs the engine as the user who owns them: run()
-    bound to an engine, or a Door's engine_cli. Each image is about 3 GB.
+    bound to an engine, or a Door's engine_cli. Each image is about 3 GB. With KEEP (an image
+    name), the images stay under KEEP-uid and KEEP-build instead of their vsc-* names: the
+    CLI's names hold the workspace's path, new every run, while the next run's `up` builds
+    the same images from the cache and finds rootless Podman's keep-id copy of them made.
     """
     listed = engine_cli("ps", "--all", "--quiet", "--filter", f"label={label}", check=False)
     for container in listed.stdout.split():
@@ -73,9 +76,25 @@ def remove_dev_containers(
         engine_cli("rm", "--force", container, check=False)
         # vsc-NAME-HASH-uid[:latest] is built on vsc-NAME-HASH: both are this test's, the child
         # removed first so that its parent is free to go.
-        for name in dict.fromkeys([image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)]):
+        names = dict.fromkeys([image, re.sub(r"-uid(:[^/:]+)?$", r"\1", image)])
+        for role, name in zip(("uid", "build"), names, strict=False):
             if re.search(r"(^|/)vsc-", name):
+                if keep:
+                    _name_instead(engine_cli, name, f"{keep}-{role}")
                 engine_cli("rmi", name, check=False, timeout=600)
+
+
+def _name_instead(engine_cli: Callable[..., subprocess.CompletedProcess], image: str, kept: str):
+    """Give IMAGE the name KEPT, and remove the image that name held before (a run's older one)."""
+
+    def image_id() -> str:
+        inspect = engine_cli("image", "inspect", "--format", "{{.Id}}", kept, check=False)
+        return inspect.stdout.strip() if inspect.returncode == 0 else ""
+
+    before = image_id()
+    engine_cli("tag", image, kept, check=False)
+    if before and before != image_id():
+        engine_cli("rmi", before, check=False, timeout=600)
 
 
 def image_size_mb(engine: str, image: str) -> float:

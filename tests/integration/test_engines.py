@@ -306,7 +306,11 @@ def pulled_config(door, dev_workspace):
 
 @contextlib.contextmanager
 def _dev_container(door: Door, workspace: Path, config: Path, what: str, timeout: int, **env: str):
-    """`devcontainer up` as the door's user (timed as WHAT); yield what execs in it; always removed."""
+    """`devcontainer up` as the door's user (timed as WHAT); yield what execs in it; always removed.
+
+    Its images stay, under names of their own (remove_dev_containers' KEEP), as the session's
+    images do: rootless Podman copies each new image once, chowned for keep-id (about 50 s).
+    """
     label = f"tfdock.test={uuid.uuid4().hex}"
     common = ["--workspace-folder", str(workspace), "--docker-path", door.engine,
               "--config", str(config), "--id-label", label]  # fmt: skip
@@ -322,7 +326,9 @@ def _dev_container(door: Door, workspace: Path, config: Path, what: str, timeout
         yield lambda *command: door.run("devcontainer", "exec", *common, *command,
                                         TMPDIR=str(scratch))  # fmt: skip
     finally:
-        remove_dev_containers(door.engine_cli, label)
+        kind = "pulled" if config.parent.name == "pulled" else "built"
+        kept = f"tfdock-test-devcontainer:{door.name}-{kind}"
+        remove_dev_containers(door.engine_cli, label, keep=kept)
 
 
 def _verify_passes_writing_as_the_owner(exec_in, workspace: Path) -> None:
