@@ -123,7 +123,7 @@ def test_the_jobs_pods_train_together_to_the_local_jobs_bits(
     on_pods = json.loads((run_dir / "metrics.json").read_text())
     on_host = json.loads((local_two_worker_run["run_dir"] / "metrics.json").read_text())
     assert on_pods["test"] == on_host["test"]
-    assert on_pods["test"]["accuracy"] >= 0.93
+    assert on_pods["test"]["accuracy"] >= 0.9
     for ours, theirs in zip(weights(run_dir), weights(local_two_worker_run["run_dir"]), strict=True):  # fmt: skip
         assert np.array_equal(ours, theirs)
     record_artifact("k8s.json", "two_pod_job_test_accuracy", on_pods["test"]["accuracy"])

@@ -23,13 +23,16 @@ from tests.run_folders import FINISHED_RUN
 
 @pytest.mark.slow
 def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir, tmp_path):
-    """`make train-multiworker WORKERS=2` finishes on both workers; the chief's model is good."""
+    """`make train-multiworker WORKERS=2` finishes on both workers; the chief's model learned.
+
+    A third of MNIST (over 90% in one epoch) keeps it short; the 97% is test_train_mnist's.
+    """
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     runs = tmp_path / "runs"
     env = {"TFDOCK_DATA": str(mnist_dir), "TMPDIR": str(scratch)}
     result = make(repo_root, "train-multiworker", "WORKERS=2", "EPOCHS=1", f"RUNS={runs}",
-                  env=env, timeout=900)  # fmt: skip
+                  "TRAIN_FLAGS=--limit 20000", env=env, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "[worker 1] tfdock: worker 1 finished; the chief writes the artifacts." in out
@@ -46,7 +49,7 @@ def test_two_workers_train_mnist_and_only_the_chief_writes(repo_root, mnist_dir,
 
     data = load_mnist(mnist_dir)
     _, accuracy = model.evaluate(data.x_test / 255.0, data.y_test, batch_size=512, verbose=0)
-    assert accuracy >= 0.93
+    assert accuracy >= 0.9
     assert abs(accuracy - metrics["test"]["accuracy"]) < 1e-3
     assert not list(scratch.iterdir()), "workers leave no scratch files behind"
 

@@ -67,10 +67,11 @@ def test_a_two_task_job_in_the_image_trains_to_the_local_jobs_bits(
     repo_root, slurm, cpu_image, engine, mnist_dir, runs, local_two_worker_run
 ):
     """`make slurm-train` (2 tasks, the image) and `tfdock multiworker` (venv) give the same model."""
+    flags = " ".join(local_two_worker_run["flags"])
     started = time.monotonic()
     result = _slurm_make(repo_root, "slurm-train", "WORKERS=2", f"RUNS={runs}",
-                         f"TFDOCK_DATA={mnist_dir}", "SLURM_FLAGS=--wait", "EPOCHS=1",
-                         "SEED=7", "TRAIN_FLAGS=--deterministic", engine=engine)  # fmt: skip
+                         f"TFDOCK_DATA={mnist_dir}", "SLURM_FLAGS=--wait",
+                         f"TRAIN_FLAGS={flags}", engine=engine)  # fmt: skip
     slurm_seconds = time.monotonic() - started
     job = _submitted(result)
     output = _job_output(repo_root, runs, job)
@@ -84,7 +85,7 @@ def test_a_two_task_job_in_the_image_trains_to_the_local_jobs_bits(
     on_slurm = json.loads((slurm_run / "metrics.json").read_text())
     on_host = json.loads((local_run / "metrics.json").read_text())
     assert on_slurm["test"] == on_host["test"]
-    assert on_slurm["test"]["accuracy"] >= 0.93
+    assert on_slurm["test"]["accuracy"] >= 0.9
     for ours, theirs in zip(weights(slurm_run), weights(local_run), strict=True):
         assert np.array_equal(ours, theirs)
     record_artifact("slurm.json", "two_task_job", {
