@@ -26,9 +26,9 @@ def registry_get(url: str, accept: str = "*/*"):
 
 
 @contextlib.contextmanager
-def serve_registry(root: Path, port: int | None = None) -> Iterator[str]:
+def serve_registry(root: Path, port: int | None = None, keep: bool = False) -> Iterator[str]:
     """Serve a registry from ROOT on 127.0.0.1:PORT (a free port if None or taken); yield
-    host:port; stop and remove it."""
+    host:port; stop it, and remove ROOT unless told to KEEP it."""
     binary = shutil.which("docker-registry")
     if not binary:
         pytest.skip(
@@ -60,4 +60,5 @@ def serve_registry(root: Path, port: int | None = None) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)

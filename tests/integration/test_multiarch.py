@@ -178,10 +178,28 @@ def test_multiarch_image_runs_each_architecture(engine, multiarch_image):
         assert result.stdout.strip() == machine
 
 
+# The registry keeps its data between sessions, as a team's registry does, so a push
+# sends only the layers it lacks (a session's push is 4 GB of compressed layers, about
+# 5 min on 2 cores the first time). Podman remembers which layers it sent where, by
+# address: so the same port, when free; and a fresh start once the data outgrows a bound.
+REGISTRY_PORT = 5056
+KEPT_REGISTRY_BYTES = 20 * 2**30
+
+
+def _kept_registry_root() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = cache / "tfdock-tests" / "registry"
+    kept = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+    if kept > KEPT_REGISTRY_BYTES:
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """Debian's docker-registry on a free loopback port, its data removed afterwards."""
-    with serve_registry(tmp_path_factory.mktemp("registry")) as address:
+def registry():
+    """Debian's docker-registry on loopback, its data kept for the next session."""
+    with serve_registry(_kept_registry_root(), port=REGISTRY_PORT, keep=True) as address:
         yield address
 
 
