@@ -59,8 +59,10 @@ def open_in_chromium(
 
 def free_port(preferred: int = 0) -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now: PREFERRED where it
-    is free, else one the system picks."""
+    is free, else one the system picks. A port whose last connections linger in TIME_WAIT
+    counts as free, as it does for the servers started on it (they set SO_REUSEADDR)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
         except OSError:
