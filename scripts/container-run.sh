@@ -115,8 +115,8 @@ if ((slurm)); then
   # The task listens on its node's address (TF_CONFIG names the node), so it shares the
   # node's network. Labelled by job: after the step, slurm-job.sh removes any container
   # that a killed engine client left running.
-  args+=(--network host --name "tfdock-slurm-$SLURM_JOB_ID-$SLURM_STEP_ID-$SLURM_PROCID")
-  args+=(--label "tfdock.slurm-job=$SLURM_JOB_ID")
+  task_name="tfdock-slurm-$SLURM_JOB_ID-$SLURM_STEP_ID-$SLURM_PROCID"
+  args+=(--network host --name "$task_name" --label "tfdock.slurm-job=$SLURM_JOB_ID")
   for variable in SLURM_JOB_ID SLURM_STEP_ID SLURM_PROCID SLURM_LOCALID SLURM_STEP_NUM_TASKS \
     SLURM_STEP_NODELIST SLURM_STEP_TASKS_PER_NODE SLURMD_NODENAME CUDA_VISIBLE_DEVICES \
     TF_CONFIG TFDOCK_PORT_BASE TFDOCK_STARTUP_TIMEOUT; do
@@ -132,4 +132,26 @@ fi
 
 # The command runs only when the image was built from the workspace's lock; otherwise
 # `tfdock container-check` says in one sentence that the image is older and how to rebuild it.
-exec "$engine" "${args[@]}" "$image:$variant" sh -c 'tfdock container-check && exec "$@"' container-run "$@"
+command=("$image:$variant" sh -c 'tfdock container-check && exec "$@"' container-run "$@")
+((slurm)) || exec "$engine" "${args[@]}" "${command[@]}"
+
+# A Slurm task. scancel signals every process of the step, the helper that the engine
+# client's signal proxy starts too, which can die before it passes the signal on: the task
+# then trained on until Slurm's KillWait, and its container outlived the job. So the client
+# proxies nothing, and this script hands TERM (or INT) to the container by name, then waits
+# for it to end.
+stop_task() {  # stop_task SIGNAL
+  "$engine" kill --signal "$1" "$task_name" >/dev/null 2>&1 || true
+  wait "$client" 2>/dev/null || true
+  "$engine" wait "$task_name" >/dev/null 2>&1 || true
+  exit $((128 + $(kill -l "$1")))
+}
+trap 'stop_task TERM' TERM
+trap 'stop_task INT' INT
+"$engine" "${args[@]}" --sig-proxy=false "${command[@]}" &
+client=$!
+status=0
+wait "$client" || status=$?
+# The same signal may end the client before this script's trap runs: stop the task anyway.
+((status <= 128)) || stop_task "$(kill -l "$status")"
+exit "$status"
