@@ -35,8 +35,9 @@ case "$where" in
     ;;
 esac
 
-# A task whose engine client is killed leaves its container running: after the step, remove
-# whatever containers of this job are left on each node (none when all ended).
+# A task killed outright (SIGKILL, which container-run.sh cannot pass on) leaves its container
+# running, as a killed engine client does: after the step, remove whatever containers of
+# this job are left on each node (none when all ended).
 remove_containers() {
   # shellcheck source=scripts/engine.sh
   source scripts/engine.sh

@@ -116,7 +116,7 @@ def _start_job_and_wait_for(line: str, repo_root, engine, mnist_dir, runs) -> st
 def test_a_killed_task_fails_the_job_in_one_sentence_and_a_resubmitted_job_resumes(
     repo_root, slurm, cpu_image, engine, mnist_dir, runs
 ):
-    """SIGKILL of task 1's engine client in epoch 2: the job fails naming the resume command; it resumes."""
+    """SIGKILL of task 1 (its container-run.sh) in epoch 2: the job fails naming the resume command; it resumes."""
     job = _start_job_and_wait_for("Epoch 2/3", repo_root, engine, mnist_dir, runs)
     pids = commands.run(["scontrol", "listpids", f"{job}.0"], timeout=60).stdout
     (task_1,) = [line.split()[0] for line in pids.splitlines()[1:] if line.split()[4] == "1"]
@@ -142,7 +142,7 @@ def test_a_killed_task_fails_the_job_in_one_sentence_and_a_resubmitted_job_resum
 def test_scancel_ends_every_task_and_container_at_once(
     repo_root, slurm, cpu_image, engine, mnist_dir, runs
 ):
-    """scancel's SIGTERM reaches each task through its engine client; nothing is left running."""
+    """scancel's SIGTERM reaches each task's container (container-run.sh passes it by name); nothing is left running."""
     job = _start_job_and_wait_for("Epoch 1/3", repo_root, engine, mnist_dir, runs)
     commands.run(["scancel", job], timeout=60)
     seconds = _wait_until_gone(job, engine, bound=60)
