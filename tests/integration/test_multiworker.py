@@ -93,7 +93,7 @@ def _signal_worker_1(process, line_start: str, signal_number: int) -> tuple[str,
 @pytest.mark.slow
 def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
     """kill -9 one worker mid-training: the chief notices on its own and the job exits 2, named."""
-    process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+    process = _start_job(mnist_dir, tmp_path, "--limit", "6000", stderr=subprocess.PIPE)
     out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal.SIGKILL)
     assert process.returncode == 2
     assert "Traceback" not in err
@@ -111,7 +111,7 @@ def test_killed_worker_fails_the_job_within_bounded_time(mnist_dir, tmp_path):
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_a_training_worker(mnist_dir, tmp_path, signal_number):
     """SIGTERM or SIGINT to one worker mid-training ends it (TensorFlow's SIGTERM handler is gone)."""
-    process = _start_job(mnist_dir, tmp_path, "--limit", "20000", stderr=subprocess.PIPE)
+    process = _start_job(mnist_dir, tmp_path, "--limit", "6000", stderr=subprocess.PIPE)
     out, err = _signal_worker_1(process, "[worker 1] Epoch 2/50", signal_number)
     assert process.returncode == 2
     how = "was killed by SIGTERM" if signal_number == signal.SIGTERM else "exited with code 130"
