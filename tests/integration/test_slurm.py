@@ -99,7 +99,7 @@ def test_a_two_task_job_in_the_image_trains_to_the_local_jobs_bits(
 def _start_job_and_wait_for(line: str, repo_root, engine, mnist_dir, runs) -> str:
     """Submit a 3-epoch 2-task job (no --wait); return its id once its output has LINE."""
     result = _slurm_make(repo_root, "slurm-train", "WORKERS=2", f"RUNS={runs}", "EPOCHS=3",
-                         f"TFDOCK_DATA={mnist_dir}", "TRAIN_FLAGS=--limit 20000",
+                         f"TFDOCK_DATA={mnist_dir}", "TRAIN_FLAGS=--limit 8000",
                          engine=engine)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     job = _submitted(result)
